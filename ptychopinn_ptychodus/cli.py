@@ -1,0 +1,330 @@
+"""``convert_to_ptychodus_product``: the only place exceptions become exit codes.
+
+Every failure ends as one line on stderr and a non-zero exit; tracebacks are
+shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Iterator, NoReturn
+
+from . import __version__
+from .atomic import describe_os_error
+from .conversion import ExportMeta, ExportReport, describe_diffraction, export_product, import_product
+from .errors import InterruptedConversion, PtychoPINNError
+from .npz_format import open_dataset
+
+PROG = 'convert_to_ptychodus_product'
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+logger = logging.getLogger('ptychopinn_ptychodus')
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f'{self.prog}: error: {message} (see --help)\n')
+
+
+class _Terminated(BaseException):
+    """Raised from a signal handler so that every ``finally`` and cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated(signum)
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog=PROG,
+        description='Convert a PtychoPINN NPZ into a Ptychodus product HDF5 (and back).',
+    )
+    io = parser.add_argument_group('input and output')
+    io.add_argument('--input-npz', nargs='+', type=Path, metavar='NPZ',
+                    help='PtychoPINN dataset(s); several files need --output-dir')
+    io.add_argument('--output-product', type=Path, metavar='H5', help='product HDF5 to write')
+    io.add_argument('--output-dir', type=Path, help='folder for <stem>.h5 products (batch mode)')
+    io.add_argument('--output-diffraction', type=Path, metavar='H5',
+                    help="also write Ptychodus's assembled-diffraction HDF5 (intensities)")
+    io.add_argument('--write-diffraction-file', action='store_true',
+                    help='batch mode: also write <stem>.diffraction.h5 next to each product')
+    io.add_argument('--input-product', type=Path, metavar='H5',
+                    help='reverse direction: product HDF5 to turn back into an NPZ')
+    io.add_argument('--output-npz', type=Path, metavar='NPZ', help='reverse direction: NPZ to write')
+    io.add_argument('--overwrite', action='store_true', help='replace existing outputs')
+    io.add_argument('--inspect', action='store_true',
+                    help='print what was found and what would be written; write nothing')
+
+    meta = parser.add_argument_group('product metadata (unknown physics is defaulted, warned and recorded)')
+    meta.add_argument('--name', help='product name (default: the input file stem)')
+    meta.add_argument('--comments', help='product comments')
+    meta.add_argument('--metadata-json', type=Path, metavar='JSON',
+                      help='sidecar with any of the metadata below (flags win over it)')
+    for flag, dest, what in (
+        ('--detector-distance-m', 'detector_distance_m', 'detector-object distance'),
+        ('--probe-energy-eV', 'photon_energy_eV', 'photon energy'),
+        ('--exposure-time-s', 'exposure_time_s', 'exposure time per position'),
+        ('--probe-photon-count', 'probe_photon_count', 'probe photon count'),
+        ('--mass-attenuation-m2-kg', 'mass_attenuation_m2_per_kg', 'mass attenuation'),
+        ('--tomography-angle-deg', 'tomography_angle_deg', 'tomography angle'),
+        ('--object-pixel-size-m', 'object_pixel_size_m', 'object pixel size (square)'),
+        ('--object-pixel-width-m', 'object_pixel_width_m', 'object pixel width'),
+        ('--object-pixel-height-m', 'object_pixel_height_m', 'object pixel height'),
+        ('--probe-pixel-size-m', 'probe_pixel_size_m', 'probe pixel size (default: object pixel size)'),
+        ('--object-center-x-m', 'object_center_x_m', 'object centre x (default 0)'),
+        ('--object-center-y-m', 'object_center_y_m', 'object centre y (default 0)'),
+        ('--detector-pixel-size-m', 'detector_pixel_size_m', 'detector pixel size (diffraction file)'),
+    ):
+        meta.add_argument(flag, dest=dest, type=float, metavar='X', help=what)
+    meta.add_argument('--photon-energy-eV', dest='photon_energy_eV', type=float, metavar='X',
+                      help=argparse.SUPPRESS)
+
+    data = parser.add_argument_group('interpretation')
+    data.add_argument('--include-diffraction', action=argparse.BooleanOptionalAction, default=None,
+                      help='bundle patterns and coordinates in /raw_data (default: on)')
+    data.add_argument('--diffraction-domain', choices=('auto', 'amplitude', 'intensity'),
+                      default='auto', help='what the stack holds (default: decided and logged)')
+    data.add_argument('--positions', choices=('actual', 'nominal'), default='actual',
+                      help='xcoords/ycoords (actual, default) or xcoords_start/ycoords_start')
+    data.add_argument('--layout', choices=('auto', 'NHW', 'HWN', 'NHW1'), default='auto',
+                      help='pattern axis of the stack (default: matched to the positions)')
+    data.add_argument('--compression', choices=('none', 'gzip', 'lzf'), default='gzip',
+                      help='HDF5 filter for the pattern stacks (default gzip: readable everywhere)')
+    data.add_argument('--compression-level', type=int, choices=range(0, 10), metavar='0-9',
+                      help='gzip level (default 4)')
+
+    run = parser.add_argument_group('run')
+    run.add_argument('--jobs', type=int, default=1, help='files converted in parallel (batch)')
+    run.add_argument('--quiet', action='store_true', help='errors only; no progress bar')
+    run.add_argument('--debug', action='store_true', help='show tracebacks')
+    run.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
+    return parser
+
+
+def meta_from_args(args: argparse.Namespace) -> ExportMeta:
+    meta = ExportMeta.from_json(args.metadata_json) if args.metadata_json else ExportMeta()
+    values: dict[str, Any] = {}
+    for key in ('name', 'comments', 'detector_distance_m', 'photon_energy_eV', 'exposure_time_s',
+                'probe_photon_count', 'mass_attenuation_m2_per_kg', 'tomography_angle_deg',
+                'object_pixel_size_m', 'object_pixel_width_m', 'object_pixel_height_m',
+                'probe_pixel_size_m', 'object_center_x_m', 'object_center_y_m',
+                'detector_pixel_size_m'):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    # width/height flags refine the square size flag, whatever the order given
+    ordered = {k: values.pop(k) for k in list(values) if k.endswith('_size_m')}
+    flag_meta = ExportMeta.from_mapping(ordered, source='command line').overlay(
+        ExportMeta.from_mapping(values, source='command line')
+    )
+    return meta.overlay(flag_meta)
+
+
+@dataclass(frozen=True)
+class Job:
+    input_npz: Path
+    output_product: Path | None
+    output_diffraction: Path | None
+
+
+def _progress_for(args: argparse.Namespace, label: str, total: int) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    if args.quiet or not sys.stderr.isatty() or args.jobs > 1:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit='pattern', file=sys.stderr, leave=False)
+    return bar.update, bar.close
+
+
+def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportReport:
+    domain = None if args.diffraction_domain == 'auto' else args.diffraction_domain
+    layout = None if args.layout == 'auto' else args.layout
+    total = 0
+    if not args.inspect and not args.quiet and sys.stderr.isatty():
+        try:
+            with open_dataset(job.input_npz, layout=layout, require_probe=False) as probe_ds:
+                info = probe_ds.diffraction
+                total = 0 if info is None else info.num_patterns * (
+                    (job.output_product is not None) + (job.output_diffraction is not None))
+        except PtychoPINNError:
+            total = 0
+    update, close = _progress_for(args, job.input_npz.name, total) if total else (None, lambda: None)
+    try:
+        return export_product(
+            job.input_npz,
+            job.output_product,
+            meta,
+            include_raw=args.include_diffraction,
+            diffraction_output=job.output_diffraction,
+            overwrite=args.overwrite,
+            domain=domain,
+            positions=args.positions,
+            layout=layout,
+            compression=args.compression,
+            compression_level=args.compression_level,
+            progress=update,
+            dry_run=args.inspect,
+        )
+    finally:
+        close()
+
+
+def _plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Job]:
+    inputs: list[Path] = args.input_npz
+    if len(inputs) == 1 and args.output_dir is None:
+        if args.output_product is None and args.output_diffraction is None and not args.inspect:
+            parser.error('--output-product (or --output-diffraction) is required')
+        return [Job(inputs[0], args.output_product, args.output_diffraction)]
+    if args.output_product is not None or args.output_diffraction is not None:
+        parser.error('several inputs: use --output-dir instead of --output-product/--output-diffraction')
+    if args.output_dir is None and not args.inspect:
+        parser.error('several inputs need --output-dir')
+    out = args.output_dir or Path('.')
+    stems = [p.stem for p in inputs]
+    if len(set(stems)) != len(stems):
+        parser.error('several inputs share a file name; their outputs would collide')
+    return [
+        Job(p, out / f'{p.stem}.h5', out / f'{p.stem}.diffraction.h5' if args.write_diffraction_file else None)
+        for p in inputs
+    ]
+
+
+def _print_inspection(report: ExportReport, job: Job) -> None:
+    print(f'input: {report.input_path}')
+    print(f'  positions: {report.num_positions}')
+    print(f'  probe: {report.probe_shape}')
+    print(f'  object: {report.object_shape}')
+    print(f'  diffraction: {report.diffraction}')
+    if report.fraction_on_object is not None:
+        print(f'  positions over the object: {100 * report.fraction_on_object:.1f}%')
+    for note in report.notes:
+        print(f'  note: {note}')
+    print(f'would write product: {job.output_product or "-"}')
+    print(f'would write diffraction: {job.output_diffraction or "-"}')
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.ERROR if args.quiet else logging.DEBUG if args.debug else logging.WARNING)
+
+
+def _run_one(job: Job, args: argparse.Namespace, meta: ExportMeta) -> tuple[str, str | None]:
+    """Worker entry (also used in-process): (summary, error line or None)."""
+    try:
+        report = run_job(job, args, meta)
+    except PtychoPINNError as exc:
+        return job.input_npz.name, str(exc)
+    except OSError as exc:
+        return job.input_npz.name, f'{exc.filename or job.input_npz}: {describe_os_error(exc)}'
+    return report.summary(), None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        with _signals_raise():
+            return _dispatch(args, parser)
+    except _Terminated as exc:
+        print(f'{PROG}: interrupted by {exc}; nothing was written', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f'{PROG}: interrupted; nothing was written', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (PtychoPINNError, InterruptedConversion) as exc:
+        print(f'{PROG}: error: {exc}', file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        where = exc.filename or ''
+        print(f'{PROG}: error: {where}{": " if where else ""}{describe_os_error(exc)}', file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unasked
+        if args.debug:
+            raise
+        print(f'{PROG}: internal error: {type(exc).__name__}: {exc} (rerun with --debug)', file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.input_product is not None:
+        if args.input_npz:
+            parser.error('use either --input-npz or --input-product')
+        if args.output_npz is None:
+            parser.error('--input-product needs --output-npz')
+        result = import_product(args.input_product, args.output_npz, overwrite=args.overwrite)
+        if not args.quiet:
+            print(result.summary())
+        return 0
+    if not args.input_npz:
+        parser.error('--input-npz (or --input-product) is required')
+    if args.jobs < 1:
+        parser.error('--jobs must be at least 1')
+    meta = meta_from_args(args)
+    jobs = _plan_jobs(args, parser)
+    if len(jobs) == 1:
+        report = run_job(jobs[0], args, meta)
+        if args.inspect:
+            _print_inspection(report, jobs[0])
+        elif not args.quiet:
+            print(report.summary())
+        return 0
+    return _run_batch(jobs, args, meta)
+
+
+def _run_batch(jobs: list[Job], args: argparse.Namespace, meta: ExportMeta) -> int:
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)), initializer=_worker_init) as pool:
+            results = list(pool.map(_run_one, jobs, [args] * len(jobs), [meta] * len(jobs)))
+    else:
+        results = [_run_one(job, args, meta) for job in jobs]
+    failed = 0
+    for job, (summary, error) in zip(jobs, results):
+        if error is None:
+            print(f'ok      {summary}')
+        else:
+            failed += 1
+            print(f'FAILED  {job.input_npz}: {error}')
+    print(f'{len(jobs) - failed} of {len(jobs)} converted')
+    if failed:
+        print(f'{PROG}: error: {failed} of {len(jobs)} files failed', file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, _raise_terminated)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Safe, lazy access to NumPy ``.npz`` archives.
+
+``numpy.load`` would either refuse object arrays or, with ``allow_pickle=True``,
+run whatever code a file from elsewhere carries. It also trusts the shape in each
+``.npy`` header. This module reads the zip directory and every ``.npy`` header
+first, checks that the declared sizes agree with the archive before anything is
+allocated, and then hands out arrays, memory maps (stored members) or block
+streams (deflated members). Nothing here ever unpickles, except the tightly
+restricted unpickler for PtychoPINN's ``_metadata`` string.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+import struct
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+import numpy.lib.format as npy_format
+
+from .errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+#: Largest ``.npy`` header we parse (numpy's own default limit).
+MAX_HEADER_BYTES = 10_000
+#: Largest pickled ``_metadata`` member we are willing to look at.
+MAX_METADATA_BYTES = 1 << 20
+_LOCAL_HEADER = struct.Struct('<4sHHHHHIIIHH')
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from the kernel, or None where it cannot be known."""
+    try:
+        with open('/proc/meminfo', encoding='ascii') as meminfo:
+            for line in meminfo:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """What one ``.npy`` member declares, checked against the zip directory."""
+
+    key: str
+    member: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fortran_order: bool
+    compressed: bool
+    header_bytes: int
+    member_bytes: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def is_object(self) -> bool:
+        return bool(self.dtype.hasobject)
+
+    def describe(self) -> str:
+        storage = 'deflated' if self.compressed else 'stored'
+        return f'{self.key}: shape {self.shape}, dtype {self.dtype}, {storage}'
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Rebuilds only a numpy object array; any other global is refused."""
+
+    _ALLOWED = {
+        ('numpy._core.multiarray', '_reconstruct'),
+        ('numpy.core.multiarray', '_reconstruct'),
+        ('numpy', 'ndarray'),
+        ('numpy', 'dtype'),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'refusing to load {module}.{name}')
+
+
+class NpzArchive:
+    """An open ``.npz`` file whose members have all been validated."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InvalidInputError(self.path, 'no such file')
+        if self.path.is_dir():
+            raise InvalidInputError(self.path, 'is a directory, not an NPZ file')
+        try:
+            self._zip = zipfile.ZipFile(self.path, 'r')
+        except PermissionError as exc:
+            raise InvalidInputError(self.path, 'permission denied') from exc
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+            raise InvalidInputError(
+                self.path, f'not a readable NPZ (zip) archive, or truncated: {exc}'
+            ) from exc
+        except OSError as exc:
+            raise InvalidInputError(self.path, f'cannot open: {exc.strerror or exc}') from exc
+        try:
+            self.members = self._scan()
+        except BaseException:
+            self._zip.close()
+            raise
+
+    # -- context manager -------------------------------------------------
+    def __enter__(self) -> NpzArchive:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._zip.close()
+
+    # -- directory ---------------------------------------------------------
+    def _fail(self, problem: str) -> InvalidInputError:
+        return InvalidInputError(self.path, problem)
+
+    def _scan(self) -> dict[str, MemberInfo]:
+        archive_bytes = self.path.stat().st_size
+        members: dict[str, MemberInfo] = {}
+        for zinfo in self._zip.infolist():
+            if zinfo.is_dir() or not zinfo.filename.endswith('.npy'):
+                logger.debug('%s: ignoring non-array member %r', self.path, zinfo.filename)
+                continue
+            if zinfo.flag_bits & 0x1:
+                raise self._fail(f'member {zinfo.filename!r} is encrypted')
+            if zinfo.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise self._fail(
+                    f'member {zinfo.filename!r} uses unsupported compression {zinfo.compress_type}'
+                )
+            if zinfo.header_offset + zinfo.compress_size > archive_bytes:
+                raise self._fail(
+                    f'member {zinfo.filename!r} declares {zinfo.compress_size} bytes '
+                    'beyond the end of the file (truncated?)'
+                )
+            if zinfo.compress_type == zipfile.ZIP_STORED and zinfo.compress_size != zinfo.file_size:
+                raise self._fail(f'member {zinfo.filename!r} has inconsistent stored sizes')
+            key = zinfo.filename[: -len('.npy')]
+            members[key] = self._read_header(zinfo, key)
+        if not members:
+            raise self._fail('holds no NumPy arrays (not an NPZ dataset)')
+        return members
+
+    def _read_header(self, zinfo: zipfile.ZipInfo, key: str) -> MemberInfo:
+        try:
+            with self._zip.open(zinfo) as stream:
+                version = npy_format.read_magic(stream)
+                if version == (1, 0):
+                    shape, fortran, dtype = npy_format.read_array_header_1_0(
+                        stream, max_header_size=MAX_HEADER_BYTES
+                    )
+                elif version in ((2, 0), (3, 0)):
+                    shape, fortran, dtype = npy_format.read_array_header_2_0(
+                        stream, max_header_size=MAX_HEADER_BYTES
+                    )
+                else:
+                    raise ValueError(f'unsupported .npy version {version}')
+                header_bytes = stream.tell()
+        except (ValueError, EOFError, zipfile.BadZipFile, struct.error, OSError, SyntaxError) as exc:
+            raise self._fail(f'member {zinfo.filename!r} is not a valid .npy array: {exc}') from exc
+        info = MemberInfo(
+            key=key,
+            member=zinfo.filename,
+            shape=tuple(int(n) for n in shape),
+            dtype=dtype,
+            fortran_order=bool(fortran),
+            compressed=zinfo.compress_type != zipfile.ZIP_STORED,
+            header_bytes=header_bytes,
+            member_bytes=zinfo.file_size,
+        )
+        if any(n < 0 for n in info.shape):
+            raise self._fail(f'array {key!r} declares a negative dimension {info.shape}')
+        if not info.is_object and header_bytes + info.nbytes != zinfo.file_size:
+            raise self._fail(
+                f'array {key!r} declares shape {info.shape} of {dtype} ({info.nbytes} bytes) '
+                f'but its member holds {zinfo.file_size - header_bytes} bytes (corrupt or truncated)'
+            )
+        return info
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.members
+
+    def keys(self) -> list[str]:
+        return list(self.members)
+
+    def info(self, key: str) -> MemberInfo:
+        try:
+            return self.members[key]
+        except KeyError:
+            raise self._fail(f'has no array {key!r}') from None
+
+    # -- data access ---------------------------------------------------------
+    def _plain_info(self, key: str) -> MemberInfo:
+        info = self.info(key)
+        if info.is_object:
+            raise self._fail(
+                f'array {key!r} holds pickled Python objects; refusing to unpickle it'
+            )
+        return info
+
+    def open_data(self, key: str) -> IO[bytes]:
+        """A stream positioned at the first byte of the array's data."""
+        info = self._plain_info(key)
+        stream = self._zip.open(info.member)
+        stream.read(info.header_bytes)
+        return stream
+
+    def read(self, key: str) -> np.ndarray:
+        """Load a whole (non-object) array, after checking it fits in memory."""
+        info = self._plain_info(key)
+        available = available_memory_bytes()
+        if available is not None and info.nbytes > available:
+            raise self._fail(
+                f'array {key!r} needs {info.nbytes / 2**30:.1f} GiB but only '
+                f'{available / 2**30:.1f} GiB of memory is available'
+            )
+        out = np.empty(info.shape[::-1] if info.fortran_order else info.shape, dtype=info.dtype)
+        try:
+            with self.open_data(key) as stream:
+                _read_into(stream, out)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
+        return out.T if info.fortran_order else out
+
+    def memmap(self, key: str) -> np.ndarray | None:
+        """A read-only memory map of a stored (uncompressed) member, else None."""
+        info = self._plain_info(key)
+        if info.compressed or info.nbytes == 0:
+            return None
+        zinfo = self._zip.getinfo(info.member)
+        with open(self.path, 'rb') as raw:
+            raw.seek(zinfo.header_offset)
+            fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
+        if fields[0] != b'PK\x03\x04':
+            raise self._fail(f'member {info.member!r} has a corrupt local header')
+        offset = zinfo.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+        return np.memmap(
+            self.path,
+            dtype=info.dtype,
+            mode='r',
+            offset=offset + info.header_bytes,
+            shape=info.shape,
+            order='F' if info.fortran_order else 'C',
+        )
+
+    def iter_leading_blocks(self, key: str, rows_per_block: int) -> Iterator[np.ndarray]:
+        """Yield consecutive blocks along axis 0 of a C-ordered array, streaming."""
+        info = self._plain_info(key)
+        if info.fortran_order:
+            raise self._fail(f'array {key!r} is Fortran-ordered; cannot stream it by rows')
+        total = info.shape[0] if info.shape else 1
+        tail = info.shape[1:]
+        try:
+            with self.open_data(key) as stream:
+                for start in range(0, total, rows_per_block):
+                    block = np.empty((min(rows_per_block, total - start), *tail), info.dtype)
+                    _read_into(stream, block)
+                    yield block
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
+
+    def read_metadata(self, key: str = '_metadata') -> dict[str, Any] | None:
+        """PtychoPINN's pickled JSON metadata, read without running any code.
+
+        Only a numpy object array holding one ``str`` is accepted; anything else
+        is skipped with a warning, never executed.
+        """
+        if key not in self.members:
+            return None
+        info = self.members[key]
+        try:
+            if info.dtype.kind == 'U' and info.shape == ():
+                text = str(self.read(key)[()])
+            elif info.is_object:
+                if info.member_bytes > MAX_METADATA_BYTES:
+                    raise ValueError('too large')
+                with self._zip.open(info.member) as stream:
+                    stream.read(info.header_bytes)
+                    payload = stream.read(MAX_METADATA_BYTES + 1)
+                value = _MetadataUnpickler(io.BytesIO(payload)).load()
+                if not (isinstance(value, np.ndarray) and value.dtype == object and value.size == 1):
+                    raise ValueError('not a single-element object array')
+                text = value.reshape(()).item()
+                if not isinstance(text, str):
+                    raise ValueError('does not hold a string')
+            else:
+                raise ValueError(f'unexpected dtype {info.dtype}')
+            parsed = json.loads(text)
+            if not isinstance(parsed, dict):
+                raise ValueError('JSON is not an object')
+            return parsed
+        except Exception as exc:  # noqa: BLE001 - any failure means: skip, never execute
+            logger.warning('%s: skipping %r (not a plain JSON string: %s)', self.path, key, exc)
+            return None
+
+
+def _read_into(stream: IO[bytes], out: np.ndarray) -> None:
+    view = memoryview(out).cast('B') if out.nbytes else memoryview(b'')
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+        if not got:
+            raise EOFError(f'array data ends after {filled} of {len(view)} bytes')
+        filled += got
+
+
+@dataclass(frozen=True)
+class StreamedArray:
+    """An array written block by block: its full shape/dtype and (start, block) pairs."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    blocks: Iterator[tuple[int, np.ndarray]]
+
+
+def write_npz(
+    path: str | os.PathLike[str],
+    arrays: dict[str, np.ndarray | StreamedArray],
+    *,
+    compress: bool = False,
+) -> None:
+    """Write an ``.npz`` that ``numpy.load`` reads without pickle.
+
+    Members are stored uncompressed by default, like ``numpy.savez``, so that
+    large stacks can be memory-mapped on the way back in. Streamed arrays are
+    written block by block and never exist whole in memory.
+    """
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, 'w', compression=method, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(f'{key}.npy', 'w', force_zip64=True) as member:
+                if isinstance(value, StreamedArray):
+                    _write_streamed(member, value)
+                else:
+                    array = np.asarray(value)
+                    if array.dtype.hasobject:
+                        raise ValueError(f'refusing to write object array {key!r}')
+                    npy_format.write_array(member, array, allow_pickle=False)
+
+
+def _write_streamed(member: IO[bytes], value: StreamedArray) -> None:
+    header = {
+        'descr': npy_format.dtype_to_descr(value.dtype),
+        'fortran_order': False,
+        'shape': value.shape,
+    }
+    npy_format.write_array_header_2_0(member, header)
+    written = 0
+    for start, block in value.blocks:
+        if start != written:
+            raise ValueError('streamed blocks must arrive in order')
+        member.write(np.ascontiguousarray(block, dtype=value.dtype).tobytes())
+        written += block.shape[0]
+    if written != (value.shape[0] if value.shape else 1):
+        raise ValueError(f'streamed array ended after {written} of {value.shape[0]} rows')

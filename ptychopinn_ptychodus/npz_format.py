@@ -1,0 +1,492 @@
+"""The PtychoPINN NPZ dataset: which keys mean what, in every flavour found in the wild.
+
+Opening a dataset reads only the small arrays (positions, probe, object); the
+diffraction stack stays in the file and is served block by block in canonical
+NHW order, cropped and converted between amplitude and intensity on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import AmbiguousLayoutError, InvalidInputError
+from .npz_archive import NpzArchive, available_memory_bytes
+
+logger = logging.getLogger(__name__)
+
+DIFFRACTION_KEYS = ('diffraction', 'diff3d')
+#: Keys this project writes so that a re-read is lossless; PtychoPINN ignores them.
+GEOMETRY_KEYS = (
+    'object_pixel_width_m',
+    'object_pixel_height_m',
+    'object_center_x_m',
+    'object_center_y_m',
+    'probe_pixel_width_m',
+    'probe_pixel_height_m',
+    'photon_energy_eV',
+    'detector_distance_m',
+    'detector_pixel_width_m',
+    'detector_pixel_height_m',
+    'exposure_time_s',
+    'probe_photon_count',
+    'mass_attenuation_m2_per_kg',
+    'tomography_angle_deg',
+)
+DOMAIN_KEY = 'diffraction_domain'
+NAME_KEY = 'product_name'
+COMMENTS_KEY = 'product_comments'
+PositionChoice = Literal['actual', 'nominal']
+
+
+class Domain(StrEnum):
+    """What the numbers of a diffraction stack are."""
+
+    AMPLITUDE = 'amplitude'
+    INTENSITY = 'intensity'
+
+
+class Layout(StrEnum):
+    """How the pattern axis is stored."""
+
+    NHW = 'NHW'
+    HWN = 'HWN'
+    NHW1 = 'NHW1'
+
+
+@dataclass(frozen=True)
+class DiffractionInfo:
+    key: str
+    layout: Layout
+    source_shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    domain: Domain
+    domain_reason: str
+    num_patterns: int
+    height: int
+    width: int
+
+    @property
+    def nhw_shape(self) -> tuple[int, int, int]:
+        return self.num_patterns, self.height, self.width
+
+    def output_dtype(self, domain: Domain) -> np.dtype[Any]:
+        """Dtype of patterns delivered in ``domain`` (integers stay exact)."""
+        if domain == self.domain and self.dtype.kind in 'iuf':
+            return self.dtype
+        return np.dtype(np.float64 if self.dtype == np.float64 else np.float32)
+
+
+@dataclass
+class PtychoPINNDataset:
+    """An open PtychoPINN NPZ; call :meth:`close` (or use ``with``) when done."""
+
+    path: Path
+    archive: NpzArchive
+    x_px: npt.NDArray[np.float64]
+    y_px: npt.NDArray[np.float64]
+    positions: PositionChoice
+    diffraction: DiffractionInfo | None = None
+    probe: npt.NDArray[np.complexfloating[Any, Any]] | None = None
+    probe_source_shape: tuple[int, ...] | None = None
+    object: npt.NDArray[np.complexfloating[Any, Any]] | None = None
+    xcoords_start: npt.NDArray[np.float64] | None = None
+    ycoords_start: npt.NDArray[np.float64] | None = None
+    xcoords_actual: npt.NDArray[np.float64] | None = None
+    ycoords_actual: npt.NDArray[np.float64] | None = None
+    scan_index: npt.NDArray[np.integer[Any]] | None = None
+    bad_pixels: npt.NDArray[np.bool_] | None = None
+    metadata: dict[str, Any] | None = None
+    stored_values: dict[str, float] = field(default_factory=dict)
+    stored_name: str | None = None
+    stored_comments: str | None = None
+    notes: list[str] = field(default_factory=list)
+    _pattern_cache: np.ndarray | None = None
+
+    def __enter__(self) -> PtychoPINNDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pattern_cache = None
+        self.archive.close()
+
+    @property
+    def num_positions(self) -> int:
+        return int(self.x_px.shape[0])
+
+    def note(self, message: str) -> None:
+        """Record a decision or a stand-in default: logged now, written to outputs later."""
+        logger.warning('%s: %s', self.path.name, message)
+        self.notes.append(message)
+
+    # -- diffraction access ---------------------------------------------------
+    def _require_diffraction(self) -> DiffractionInfo:
+        if self.diffraction is None:
+            raise InvalidInputError(self.path, 'has no diffraction stack (diffraction or diff3d)')
+        return self.diffraction
+
+    def read_patterns(
+        self,
+        start: int,
+        stop: int,
+        *,
+        domain: Domain | None = None,
+        region: tuple[slice, slice] | None = None,
+    ) -> np.ndarray:
+        """Patterns ``start:stop`` as (n, H, W), cropped, then put in ``domain``."""
+        info = self._require_diffraction()
+        raw = self._raw_block(info, start, stop, region)
+        return convert_domain(raw, info, domain or info.domain)
+
+    def iter_pattern_blocks(
+        self,
+        block_patterns: int,
+        *,
+        domain: Domain | None = None,
+        region: tuple[slice, slice] | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        info = self._require_diffraction()
+        for start in range(0, info.num_patterns, block_patterns):
+            stop = min(start + block_patterns, info.num_patterns)
+            yield start, self.read_patterns(start, stop, domain=domain, region=region)
+
+    def _raw_block(
+        self, info: DiffractionInfo, start: int, stop: int, region: tuple[slice, slice] | None
+    ) -> np.ndarray:
+        rows, cols = region if region is not None else (slice(None), slice(None))
+        source = self._pattern_source(info)
+        if info.layout == Layout.HWN:
+            block = np.moveaxis(source[rows, cols, start:stop], -1, 0)
+        elif info.layout == Layout.NHW1:
+            block = source[start:stop, rows, cols, 0]
+        else:
+            block = source[start:stop, rows, cols]
+        return np.ascontiguousarray(block)
+
+    def _pattern_source(self, info: DiffractionInfo) -> np.ndarray:
+        mapped = self.archive.memmap(info.key)
+        if mapped is not None:
+            return mapped
+        if self._pattern_cache is None:
+            member = self.archive.info(info.key)
+            if member.nbytes > 256 * 2**20:
+                logger.info(
+                    '%s: %r is deflated; decompressing %.1f GiB into memory',
+                    self.path.name, info.key, member.nbytes / 2**30,
+                )
+            self._pattern_cache = self.archive.read(info.key)
+        return self._pattern_cache
+
+
+def convert_domain(raw: np.ndarray, info: DiffractionInfo, domain: Domain) -> np.ndarray:
+    """Square amplitudes or root intensities; a same-domain request is a no-op."""
+    if domain == info.domain:
+        return raw
+    out_dtype = info.output_dtype(domain)
+    values = raw.astype(out_dtype, copy=True)
+    if domain == Domain.INTENSITY:
+        np.square(values, out=values)
+    else:
+        np.maximum(values, 0, out=values)
+        np.sqrt(values, out=values)
+    return values
+
+
+# ---------------------------------------------------------------------------
+# opening and validation
+# ---------------------------------------------------------------------------
+
+
+def open_dataset(
+    path: str | os.PathLike[str],
+    *,
+    domain: Domain | str | None = None,
+    positions: PositionChoice = 'actual',
+    layout: Layout | str | None = None,
+    require_probe: bool = True,
+    require_diffraction: bool = False,
+) -> PtychoPINNDataset:
+    """Open and validate a PtychoPINN NPZ, loading only the small arrays."""
+    archive = NpzArchive(path)
+    try:
+        return _interpret(
+            archive,
+            domain=Domain(domain) if domain is not None else None,
+            positions=positions,
+            layout=Layout(layout) if layout is not None else None,
+            require_probe=require_probe,
+            require_diffraction=require_diffraction,
+        )
+    except BaseException:
+        archive.close()
+        raise
+
+
+def _interpret(
+    archive: NpzArchive,
+    *,
+    domain: Domain | None,
+    positions: PositionChoice,
+    layout: Layout | None,
+    require_probe: bool,
+    require_diffraction: bool,
+) -> PtychoPINNDataset:
+    path = archive.path
+
+    def fail(problem: str) -> InvalidInputError:
+        return InvalidInputError(path, problem)
+
+    x_actual = _read_coords(archive, 'xcoords')
+    y_actual = _read_coords(archive, 'ycoords')
+    x_start = _read_coords(archive, 'xcoords_start')
+    y_start = _read_coords(archive, 'ycoords_start')
+    notes: list[str] = []
+    if (x_actual is None) != (y_actual is None) or (x_start is None) != (y_start is None):
+        raise fail('has only one of xcoords/ycoords (or of xcoords_start/ycoords_start)')
+    if positions == 'nominal':
+        if x_start is None or y_start is None:
+            raise fail('nominal positions requested but xcoords_start/ycoords_start are missing')
+        x_px, y_px = x_start, y_start
+    elif x_actual is not None and y_actual is not None:
+        x_px, y_px = x_actual, y_actual
+    elif x_start is not None and y_start is not None:
+        x_px, y_px = x_start, y_start
+        notes.append('xcoords/ycoords missing; using the nominal xcoords_start/ycoords_start')
+    else:
+        raise fail('missing required key xcoords/ycoords (scan positions)')
+    num = int(x_px.shape[0])
+    if num == 0:
+        raise fail('the scan is empty (xcoords has no positions)')
+    for key, arr in (
+        ('xcoords', x_actual), ('ycoords', y_actual),
+        ('xcoords_start', x_start), ('ycoords_start', y_start),
+    ):
+        if arr is not None and arr.shape[0] != num:
+            raise fail(f'{key} has {arr.shape[0]} positions but the scan has {num}')
+
+    dataset = PtychoPINNDataset(
+        path=path,
+        archive=archive,
+        x_px=x_px,
+        y_px=y_px,
+        positions=positions,
+        xcoords_start=x_start,
+        ycoords_start=y_start,
+        xcoords_actual=x_actual,
+        ycoords_actual=y_actual,
+    )
+    for message in notes:
+        dataset.note(message)
+
+    dataset.metadata = archive.read_metadata('_metadata')
+    _read_stored_values(dataset)
+    dataset.probe, dataset.probe_source_shape = _read_probe(archive, require_probe)
+    dataset.object = _read_object(archive)
+    dataset.diffraction = _diffraction_info(dataset, num, domain, layout)
+    if require_diffraction and dataset.diffraction is None:
+        raise fail('has no diffraction stack (diffraction or diff3d)')
+
+    if 'scan_index' in archive:
+        scan_index = _read_numeric(archive, 'scan_index', kinds='iu')
+        if scan_index.shape != (num,):
+            raise fail(f'scan_index has shape {scan_index.shape}, expected ({num},)')
+        dataset.scan_index = scan_index
+    if 'bad_pixels' in archive:
+        bad = _read_numeric(archive, 'bad_pixels', kinds='biuf')
+        info = dataset.diffraction
+        if bad.ndim != 2 or (info is not None and bad.shape != (info.height, info.width)):
+            raise fail(f'bad_pixels has shape {bad.shape}, which does not match the patterns')
+        dataset.bad_pixels = bad.astype(bool)
+    return dataset
+
+
+def _read_numeric(archive: NpzArchive, key: str, *, kinds: str) -> np.ndarray:
+    info = archive.info(key)
+    if info.is_object or info.dtype.kind not in kinds:
+        raise InvalidInputError(
+            archive.path, f'{key} has dtype {info.dtype}, expected a numeric array'
+        )
+    return archive.read(key)
+
+
+def _read_coords(archive: NpzArchive, key: str) -> npt.NDArray[np.float64] | None:
+    if key not in archive:
+        return None
+    arr = _read_numeric(archive, key, kinds='iuf')
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise InvalidInputError(archive.path, f'{key} must be one-dimensional, got shape {arr.shape}')
+    arr = arr.astype(np.float64, copy=False)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise InvalidInputError(
+            archive.path, f'{key} has {int(bad.sum())} non-finite values (first at {int(np.argmax(bad))})'
+        )
+    return arr
+
+
+def _read_complex(archive: NpzArchive, key: str) -> np.ndarray:
+    arr = _read_numeric(archive, key, kinds='iufc')
+    if arr.dtype.kind != 'c':
+        arr = arr.astype(np.complex64 if arr.dtype.itemsize <= 4 else np.complex128)
+    if not np.isfinite(arr).all():
+        raise InvalidInputError(archive.path, f'{key} contains non-finite values')
+    return arr
+
+
+def _read_probe(archive: NpzArchive, required: bool) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
+    if 'probeGuess' not in archive:
+        if required:
+            raise InvalidInputError(archive.path, 'missing required key probeGuess')
+        return None, None
+    probe = _read_complex(archive, 'probeGuess')
+    shape = probe.shape
+    if probe.ndim == 3 and shape[2] == 1 and shape[0] == shape[1] and shape[0] > 1:
+        probe = probe[:, :, 0]  # (N, N, 1): one mode stored channels-last
+    elif probe.ndim == 4 and shape[0] == 1:
+        probe = probe[0]  # Ptychodus-style (1, modes, N, N)
+    if probe.ndim not in (2, 3) or min(probe.shape) < 1:
+        raise InvalidInputError(
+            archive.path, f'probeGuess has shape {shape}; expected (N, N), (modes, N, N) or (N, N, 1)'
+        )
+    return probe, shape
+
+
+def _read_object(archive: NpzArchive) -> np.ndarray | None:
+    if 'objectGuess' not in archive:
+        return None
+    obj = _read_complex(archive, 'objectGuess')
+    if obj.ndim == 3 and obj.shape[0] == 1:
+        obj = obj[0]
+    elif obj.ndim == 3 and obj.shape[2] == 1:
+        obj = obj[:, :, 0]
+    if obj.ndim != 2 or min(obj.shape) < 1:
+        raise InvalidInputError(archive.path, f'objectGuess has shape {obj.shape}; expected (H, W)')
+    return obj
+
+
+def _read_stored_values(dataset: PtychoPINNDataset) -> None:
+    archive = dataset.archive
+    for key in GEOMETRY_KEYS:
+        if key in archive:
+            value = _read_numeric(archive, key, kinds='iuf')
+            if value.size != 1 or not np.isfinite(value).all():
+                raise InvalidInputError(archive.path, f'{key} must be one finite number')
+            dataset.stored_values[key] = float(value.reshape(()))
+    for key, attr in ((NAME_KEY, 'stored_name'), (COMMENTS_KEY, 'stored_comments')):
+        if key in archive and archive.info(key).dtype.kind == 'U':
+            setattr(dataset, attr, str(archive.read(key).reshape(())))
+
+
+def _diffraction_info(
+    dataset: PtychoPINNDataset, num: int, domain: Domain | None, layout: Layout | None
+) -> DiffractionInfo | None:
+    archive = dataset.archive
+    present = [key for key in DIFFRACTION_KEYS if key in archive]
+    if not present:
+        return None
+    key = present[0]
+    if len(present) > 1:
+        dataset.note(f'both diffraction and diff3d present; using {key!r}')
+    member = archive.info(key)
+    if member.is_object or member.dtype.kind not in 'iuf':
+        raise InvalidInputError(
+            archive.path, f'{key} has dtype {member.dtype}; expected real numbers (amplitude or counts)'
+        )
+    shape = member.shape
+    chosen = layout or _detect_layout(archive.path, key, shape, num)
+    expected = {Layout.NHW: 3, Layout.HWN: 3, Layout.NHW1: 4}[chosen]
+    if len(shape) != expected or (chosen == Layout.NHW1 and shape[3] != 1):
+        raise InvalidInputError(archive.path, f'{key} has shape {shape}, which is not {chosen}')
+    if chosen == Layout.HWN:
+        height, width, count = shape
+    else:
+        count, height, width = shape[:3]
+    if count != num:
+        raise InvalidInputError(
+            archive.path, f'{key} holds {count} patterns but there are {num} scan positions'
+        )
+    if height < 1 or width < 1:
+        raise InvalidInputError(archive.path, f'{key} has empty patterns {shape}')
+    info = DiffractionInfo(
+        key=key, layout=chosen, source_shape=shape, dtype=member.dtype,
+        domain=Domain.AMPLITUDE, domain_reason='', num_patterns=count, height=height, width=width,
+    )
+    decided, reason = _decide_domain(dataset, info, domain)
+    logger.info('%s: %s is %s (%s)', archive.path.name, key, decided.value, reason)
+    return replace(info, domain=decided, domain_reason=reason)
+
+
+def _detect_layout(path: Path, key: str, shape: tuple[int, ...], num: int) -> Layout:
+    if len(shape) == 4:
+        if shape[0] == num and shape[3] == 1:
+            return Layout.NHW1
+        raise InvalidInputError(path, f'{key} has shape {shape}; only (M, N, N, 1) is understood in 4D')
+    if len(shape) != 3:
+        raise InvalidInputError(path, f'{key} must be 3-dimensional, got shape {shape}')
+    first, last = shape[0] == num, shape[2] == num
+    if first and last:
+        raise AmbiguousLayoutError(
+            path, f'{key} has shape {shape} and {num} positions: the pattern axis is ambiguous '
+            '(choose the layout explicitly: NHW or HWN)',
+        )
+    if first:
+        return Layout.NHW
+    if last:
+        return Layout.HWN
+    raise InvalidInputError(
+        path, f'{key} has shape {shape} but no axis matches the {num} scan positions'
+    )
+
+
+def _decide_domain(
+    dataset: PtychoPINNDataset, info: DiffractionInfo, explicit: Domain | None
+) -> tuple[Domain, str]:
+    if explicit is not None:
+        return explicit, 'chosen explicitly'
+    archive = dataset.archive
+    if DOMAIN_KEY in archive and archive.info(DOMAIN_KEY).dtype.kind == 'U':
+        value = str(archive.read(DOMAIN_KEY).reshape(()))
+        if value in Domain.__members__.values():
+            return Domain(value), f'recorded in the file ({DOMAIN_KEY})'
+    measured = (dataset.metadata or {}).get('measurement_domain')
+    if isinstance(measured, str):
+        if 'intensity' in measured or 'count' in measured:
+            return Domain.INTENSITY, f'file metadata measurement_domain={measured!r}'
+        if 'amplitude' in measured:
+            return Domain.AMPLITUDE, f'file metadata measurement_domain={measured!r}'
+    if info.dtype.kind in 'iu':
+        return Domain.INTENSITY, f'integer dtype {info.dtype} means photon counts'
+    if info.key == 'diffraction':
+        return Domain.AMPLITUDE, 'PtychoPINN convention: "diffraction" holds amplitudes'
+    sample = dataset._raw_block(info, 0, min(8, info.num_patterns), None)
+    if sample.size and np.all(sample == np.rint(sample)) and float(sample.max()) > 1.0:
+        return Domain.INTENSITY, 'diff3d holds integral values (photon counts)'
+    return Domain.AMPLITUDE, 'diff3d holds non-integral floats (amplitudes)'
+
+
+def check_memory_for(nbytes: int, what: str, path: Path) -> None:
+    available = available_memory_bytes()
+    if available is not None and nbytes > available:
+        raise InvalidInputError(
+            path, f'{what} needs {nbytes / 2**30:.1f} GiB; only {available / 2**30:.1f} GiB available'
+        )
+
+
+def blocks_for(info: DiffractionInfo, target_bytes: int = 64 * 2**20) -> int:
+    """How many patterns make a block of about ``target_bytes``."""
+    per_pattern = info.height * info.width * max(info.dtype.itemsize, 4)
+    return max(1, min(info.num_patterns, math.floor(target_bytes / per_pattern)))

@@ -1,0 +1,291 @@
+"""The Ptychodus product HDF5 (and Ptychodus's assembled-diffraction HDF5), with h5py only.
+
+Layout as Ptychodus 1.7 reads it, plus the legacy attribute spellings that
+Ptychodus <= 1.6 reads, plus PtychoPINN's ``/raw_data`` bundle, which every
+Ptychodus version ignores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InvalidInputError
+from .geometry import ObjectGrid
+
+Compression = Literal['none', 'gzip', 'lzf']
+DEFAULT_COMPRESSION: Compression = 'gzip'
+DEFAULT_GZIP_LEVEL = 4
+RAW_GROUP = 'raw_data'
+
+
+@dataclass(frozen=True)
+class ProductMetadata:
+    """Root attributes of a product (units in the names)."""
+
+    name: str = ''
+    comments: str = ''
+    detector_distance_m: float = 0.0
+    photon_energy_eV: float = 0.0  # noqa: N815
+    probe_photon_count: float = 0.0
+    exposure_time_s: float = 0.0
+    mass_attenuation_m2_per_kg: float = 0.0
+    tomography_angle_deg: float = 0.0
+
+
+@dataclass
+class Product:
+    """What a product file holds, in the PtychoPINN-facing shapes."""
+
+    metadata: ProductMetadata
+    probe: npt.NDArray[Any]
+    probe_pixel_width_m: float
+    probe_pixel_height_m: float
+    object: npt.NDArray[Any]
+    grid: ObjectGrid
+    position_indexes: npt.NDArray[np.int64]
+    position_x_m: npt.NDArray[np.float64]
+    position_y_m: npt.NDArray[np.float64]
+    layer_spacing_m: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.float64)
+    )
+    extra_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RawBundle:
+    """The ``/raw_data`` group, read back."""
+
+    xcoords: npt.NDArray[np.float64]
+    ycoords: npt.NDArray[np.float64]
+    scan_index: npt.NDArray[Any] | None
+    diffraction: h5py.Dataset | None
+    extras: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    metadata_json: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_options(
+    compression: Compression, level: int | None, shape: tuple[int, ...], itemsize: int
+) -> dict[str, Any]:
+    """h5py ``create_dataset`` keywords: chunks of whole patterns, about 1 MiB each."""
+    if compression == 'none' or not shape or int(np.prod(shape)) == 0:
+        return {}
+    per_item = int(np.prod(shape[1:], dtype=np.int64)) * itemsize if len(shape) > 1 else itemsize
+    rows = max(1, min(shape[0], (1 << 20) // max(per_item, 1)))
+    options: dict[str, Any] = {'chunks': (rows, *shape[1:]), 'shuffle': True}
+    if compression == 'gzip':
+        options.update(compression='gzip', compression_opts=DEFAULT_GZIP_LEVEL if level is None else level)
+    else:
+        options.update(compression='lzf')
+    return options
+
+
+def write_product(h5: h5py.File, product: Product) -> None:
+    meta = product.metadata
+    attrs = h5.attrs
+    attrs['name'] = meta.name
+    attrs['comments'] = meta.comments
+    attrs['detector_object_distance_m'] = float(meta.detector_distance_m)
+    attrs['photon_energy_eV'] = float(meta.photon_energy_eV)
+    attrs['probe_energy_eV'] = float(meta.photon_energy_eV)  # Ptychodus <= 1.6
+    attrs['probe_photon_count'] = float(meta.probe_photon_count)
+    attrs['exposure_time_s'] = float(meta.exposure_time_s)
+    attrs['mass_attenuation_m2_per_kg'] = float(meta.mass_attenuation_m2_per_kg)
+    attrs['mass_attenuation_m2_kg'] = float(meta.mass_attenuation_m2_per_kg)  # Ptychodus <= 1.6
+    attrs['tomography_angle_deg'] = float(meta.tomography_angle_deg)
+    attrs['focus_object_distance_m'] = 0.0
+    attrs['tilt_angle_deg'] = 0.0
+    attrs['far_field'] = True
+    for key, value in product.extra_attrs.items():
+        attrs[key] = value
+
+    probe = h5.create_dataset('probe', data=product.probe)
+    probe.attrs['pixel_width_m'] = float(product.probe_pixel_width_m)
+    probe.attrs['pixel_height_m'] = float(product.probe_pixel_height_m)
+    obj = h5.create_dataset('object', data=product.object)
+    grid = product.grid
+    obj.attrs['center_x_m'] = float(grid.center_x_m)
+    obj.attrs['center_y_m'] = float(grid.center_y_m)
+    obj.attrs['pixel_width_m'] = float(grid.pixel_width_m)
+    obj.attrs['pixel_height_m'] = float(grid.pixel_height_m)
+    h5.create_dataset('object_layer_spacing_m', data=np.asarray(product.layer_spacing_m, np.float64))
+    h5.create_dataset('probe_position_indexes', data=np.asarray(product.position_indexes, np.int64))
+    h5.create_dataset('probe_position_x_m', data=np.asarray(product.position_x_m, np.float64))
+    h5.create_dataset('probe_position_y_m', data=np.asarray(product.position_y_m, np.float64))
+    h5.create_dataset('loss_epochs', data=np.zeros(0, dtype=np.int64))
+    h5.create_dataset('loss_values', data=np.zeros(0, dtype=np.float64))
+
+
+def write_raw_bundle(
+    h5: h5py.File,
+    *,
+    xcoords: npt.NDArray[np.float64],
+    ycoords: npt.NDArray[np.float64],
+    scan_index: npt.NDArray[Any] | None,
+    extras: dict[str, npt.NDArray[Any]],
+    metadata: dict[str, Any] | None,
+) -> h5py.Group:
+    """``/raw_data`` minus the diffraction stack (see :func:`write_pattern_stack`)."""
+    group = h5.create_group(RAW_GROUP)
+    group.create_dataset('xcoords', data=xcoords)
+    group.create_dataset('ycoords', data=ycoords)
+    group.create_dataset(
+        'scan_index', data=np.zeros(len(xcoords), np.int64) if scan_index is None else scan_index
+    )
+    for key, value in extras.items():
+        group.create_dataset(key, data=value)
+    group['probeGuess'] = h5['probe']  # hard links: one copy on disk
+    group['objectGuess'] = h5['object']
+    if metadata is not None:
+        group.create_dataset('_metadata', data=json.dumps(metadata), dtype=h5py.string_dtype())
+    return group
+
+
+def write_pattern_stack(
+    parent: h5py.Group,
+    name: str,
+    shape: tuple[int, int, int],
+    dtype: np.dtype[Any],
+    blocks: Iterable[tuple[int, np.ndarray]],
+    *,
+    compression: Compression,
+    level: int | None,
+    progress: Callable[[int], None] | None = None,
+) -> h5py.Dataset:
+    """Write an (M, N, N) stack from (start, block) pairs without holding it whole."""
+    dset = parent.create_dataset(
+        name, shape=shape, dtype=dtype, **dataset_options(compression, level, shape, dtype.itemsize)
+    )
+    for start, block in blocks:
+        dset[start : start + block.shape[0]] = block
+        if progress is not None:
+            progress(block.shape[0])
+    return dset
+
+
+def write_diffraction_layout(
+    h5: h5py.File,
+    *,
+    num_patterns: int,
+    bad_pixels: npt.NDArray[np.bool_],
+) -> None:
+    """Indexes and bad pixels of Ptychodus's assembled-diffraction file."""
+    h5.create_dataset('indexes', data=np.arange(num_patterns, dtype=np.int64))
+    h5.create_dataset('bad_pixels', data=bad_pixels.astype(bool))
+
+
+def read_product(path: str | Path) -> tuple[Product, RawBundle | None, h5py.File]:
+    """Open a product; the caller closes the returned file (raw patterns stay lazy)."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(path, 'no such file')
+    if path.is_dir():
+        raise InvalidInputError(path, 'is a directory, not a product file')
+    try:
+        h5 = h5py.File(path, 'r')
+    except OSError as exc:
+        raise InvalidInputError(path, f'not a readable HDF5 file: {exc}') from exc
+    try:
+        return (*_read_open_product(path, h5), h5)
+    except BaseException:
+        h5.close()
+        raise
+
+
+def _read_open_product(path: Path, h5: h5py.File) -> tuple[Product, RawBundle | None]:
+    def dataset(name: str, group: h5py.Group = h5) -> np.ndarray:
+        item = group.get(name)
+        if not isinstance(item, h5py.Dataset):
+            raise InvalidInputError(path, f'product has no dataset {name!r}')
+        return item[()]
+
+    def attr(obj: h5py.HLObject, *names: str, default: float | None = None) -> float:
+        for name in names:
+            if name in obj.attrs:
+                return float(obj.attrs[name])
+        if default is None:
+            raise InvalidInputError(path, f'product lacks attribute {names[0]!r}')
+        return default
+
+    try:
+        meta = ProductMetadata(
+            name=_text(h5.attrs.get('name', '')),
+            comments=_text(h5.attrs.get('comments', '')),
+            detector_distance_m=attr(h5, 'detector_object_distance_m', default=0.0),
+            photon_energy_eV=attr(h5, 'photon_energy_eV', 'probe_energy_eV', default=0.0),
+            probe_photon_count=attr(h5, 'probe_photon_count', default=0.0),
+            exposure_time_s=attr(h5, 'exposure_time_s', default=0.0),
+            mass_attenuation_m2_per_kg=attr(
+                h5, 'mass_attenuation_m2_per_kg', 'mass_attenuation_m2_kg', default=0.0
+            ),
+            tomography_angle_deg=attr(h5, 'tomography_angle_deg', default=0.0),
+        )
+        obj = dataset('object')
+        obj_ds = h5['object']
+        grid = ObjectGrid(
+            width_px=int(obj.shape[-1]),
+            height_px=int(obj.shape[-2]),
+            pixel_width_m=attr(obj_ds, 'pixel_width_m'),
+            pixel_height_m=attr(obj_ds, 'pixel_height_m'),
+            center_x_m=attr(obj_ds, 'center_x_m'),
+            center_y_m=attr(obj_ds, 'center_y_m'),
+        )
+        probe = dataset('probe')
+        probe_ds = h5['probe']
+        product = Product(
+            metadata=meta,
+            probe=probe,
+            probe_pixel_width_m=attr(probe_ds, 'pixel_width_m', default=grid.pixel_width_m),
+            probe_pixel_height_m=attr(probe_ds, 'pixel_height_m', default=grid.pixel_height_m),
+            object=obj,
+            grid=grid,
+            position_indexes=dataset('probe_position_indexes'),
+            position_x_m=dataset('probe_position_x_m').astype(np.float64),
+            position_y_m=dataset('probe_position_y_m').astype(np.float64),
+            layer_spacing_m=(
+                dataset('object_layer_spacing_m') if 'object_layer_spacing_m' in h5 else np.zeros(0)
+            ),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, InvalidInputError):
+            raise
+        raise InvalidInputError(path, f'not a valid Ptychodus product: {exc}') from exc
+    if not (len(product.position_indexes) == len(product.position_x_m) == len(product.position_y_m)):
+        raise InvalidInputError(path, 'probe position arrays have different lengths')
+
+    group = h5.get(RAW_GROUP)
+    if not isinstance(group, h5py.Group):
+        return product, None
+    diffraction = group.get('diffraction')
+    extras = {
+        key: group[key][()]
+        for key in ('xcoords_start', 'ycoords_start', 'bad_pixels')
+        if isinstance(group.get(key), h5py.Dataset)
+    }
+    metadata = group.get('_metadata')
+    bundle = RawBundle(
+        xcoords=dataset('xcoords', group).astype(np.float64),
+        ycoords=dataset('ycoords', group).astype(np.float64),
+        scan_index=dataset('scan_index', group) if 'scan_index' in group else None,
+        diffraction=diffraction if isinstance(diffraction, h5py.Dataset) else None,
+        extras=extras,
+        metadata_json=_text(metadata[()]) if isinstance(metadata, h5py.Dataset) else None,
+        attrs=dict(diffraction.attrs) if isinstance(diffraction, h5py.Dataset) else {},
+    )
+    return product, bundle
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode('utf-8', errors='replace')
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
