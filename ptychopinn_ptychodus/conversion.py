@@ -41,6 +41,7 @@ from .product_h5 import (
     Compression,
     Product,
     ProductMetadata,
+    RawBundle,
     read_product,
     write_diffraction_layout,
     write_pattern_stack,
@@ -334,17 +335,17 @@ def export_product(
         require_diffraction=bool(include_raw) or diffraction_output is not None,
     ) as dataset:
         resolved = resolve_meta(dataset, meta, need_detector=diffraction_output is not None)
-        obj, grid = _object_and_grid(dataset, resolved) if dataset.probe is not None else (None, None)
-        share = _positions_on_object(dataset, obj) if obj is not None else None
         bundle = include_raw if include_raw is not None else True
         if bundle and dataset.diffraction is None and output_product is not None:
             dataset.note('no diffraction stack in the input; /raw_data holds positions only')
+        product = assemble_product(dataset, resolved) if dataset.probe is not None else None
+        share = None if product is None else float(product.extra_attrs['ptychopinn_fraction_on_object'])
         report = ExportReport(
             input_path=dataset.path,
             product_path=None if output_product is None else Path(output_product),
             diffraction_path=None if diffraction_output is None else Path(diffraction_output),
             num_positions=dataset.num_positions,
-            object_shape=() if obj is None else obj.shape,
+            object_shape=() if product is None else product.object.shape,
             probe_shape=() if dataset.probe is None else dataset.probe.shape,
             diffraction=describe_diffraction(dataset),
             defaulted=resolved.defaulted,
@@ -355,10 +356,10 @@ def export_product(
             return report
         with ExitStack() as outputs:
             if output_product is not None:
-                assert obj is not None and grid is not None
+                assert product is not None
                 tmp = outputs.enter_context(atomic_output(output_product, overwrite=overwrite))
                 _write_product_file(
-                    tmp, dataset, resolved, obj, grid, bundle=bundle,
+                    tmp, dataset, product, bundle=bundle,
                     compression=compression, level=compression_level, progress=progress,
                 )
             if diffraction_output is not None:
@@ -370,22 +371,19 @@ def export_product(
     return report
 
 
-def _write_product_file(
-    tmp: Path,
-    dataset: PtychoPINNDataset,
-    resolved: ResolvedMeta,
-    obj: np.ndarray,
-    grid: ObjectGrid,
-    *,
-    bundle: bool,
-    compression: Compression,
-    level: int | None,
-    progress: Callable[[int], None] | None,
-) -> None:
+def assemble_product(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> Product:
+    """The product a PtychoPINN dataset stands for (SPEC section 2 geometry).
+
+    Shared by the exporter and the Ptychodus plugin, so both place positions
+    identically: indexes 0..M-1 (never ``scan_index``), metres by the
+    ``(W - 1) / 2`` convention around the explicit object centre.
+    """
     assert dataset.probe is not None
+    obj, grid = _object_and_grid(dataset, resolved)
+    share = _positions_on_object(dataset, obj)
     x_m, y_m = grid.pixels_to_metres(dataset.x_px, dataset.y_px)
     v = resolved.values
-    product = Product(
+    return Product(
         metadata=resolved.product_metadata(dataset.notes),
         probe=dataset.probe,
         probe_pixel_width_m=v['probe_pixel_width_m'],
@@ -400,8 +398,22 @@ def _write_product_file(
             'ptychopinn_source_file': dataset.path.name,
             'ptychopinn_positions': dataset.positions,
             'ptychopinn_defaulted': json.dumps(resolved.defaulted),
+            'ptychopinn_fraction_on_object': share,
         },
     )
+
+
+def _write_product_file(
+    tmp: Path,
+    dataset: PtychoPINNDataset,
+    product: Product,
+    *,
+    bundle: bool,
+    compression: Compression,
+    level: int | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    assert dataset.probe is not None
     with h5py.File(tmp, 'w') as h5:
         write_product(h5, product)
         if not bundle:
@@ -519,78 +531,99 @@ def import_product(
     """
     check_destination(output_npz, overwrite=overwrite)
     product, bundle, h5 = read_product(product_path)
-    notes: list[str] = []
     path = Path(product_path)
     with h5:
-        order = np.argsort(product.position_indexes, kind='stable')
-        x_px, y_px = product.grid.metres_to_pixels(product.position_x_m[order], product.position_y_m[order])
-        arrays: dict[str, np.ndarray | StreamedArray] = {}
-        positions_kind = str(h5.attrs.get('ptychopinn_positions', 'actual'))
-        x_exact: np.ndarray | None = None
-        y_exact: np.ndarray | None = None
-        if bundle is not None:
-            if positions_kind == 'nominal':
-                x_exact = bundle.extras.get('xcoords_start')
-                y_exact = bundle.extras.get('ycoords_start')
-            else:
-                x_exact, y_exact = bundle.xcoords, bundle.ycoords
-        if (
-            x_exact is not None and y_exact is not None and x_exact.shape == x_px.shape
-            and np.max(np.abs(x_exact - x_px), initial=0) <= tolerance_px
-            and np.max(np.abs(y_exact - y_px), initial=0) <= tolerance_px
-        ):
-            x_px, y_px = x_exact, y_exact
-        elif bundle is not None:
-            notes.append('positions differ from /raw_data; using the product positions')
-        if bundle is not None and positions_kind == 'nominal' and bundle.xcoords.shape == x_px.shape:
-            arrays['xcoords'], arrays['ycoords'] = bundle.xcoords, bundle.ycoords
-            arrays['xcoords_start'], arrays['ycoords_start'] = x_px, y_px
-        else:
-            arrays['xcoords'], arrays['ycoords'] = x_px, y_px
-            starts = bundle.extras if bundle is not None else {}
-            same_len = 'xcoords_start' in starts and starts['xcoords_start'].shape == x_px.shape
-            arrays['xcoords_start'] = starts['xcoords_start'] if same_len else x_px
-            arrays['ycoords_start'] = starts['ycoords_start'] if same_len else y_px
-
-        arrays['probeGuess'] = _probe_for_npz(product.probe, h5)
-        obj = product.object
-        if obj.ndim == 3:
-            if obj.shape[0] > 1:
-                notes.append(f'object has {obj.shape[0]} layers; PtychoPINN keeps layer 0 only')
-            obj = obj[0]
-        arrays['objectGuess'] = obj
-        if bundle is not None and bundle.scan_index is not None and len(bundle.scan_index) == len(x_px):
-            arrays['scan_index'] = bundle.scan_index
-        else:
-            arrays['scan_index'] = np.zeros(len(x_px), dtype=np.int64)
-        if bundle is not None and 'bad_pixels' in bundle.extras:
-            arrays['bad_pixels'] = bundle.extras['bad_pixels']
-        if bundle is not None and bundle.diffraction is not None:
-            key, stream = _restore_stack(bundle)
-            arrays[key] = stream
-            arrays[DOMAIN_KEY] = np.asarray(str(bundle.attrs.get('source_domain', 'amplitude')))
-        if bundle is not None and bundle.metadata_json is not None:
-            arrays['_metadata'] = np.asarray(bundle.metadata_json)
-        arrays.update(_geometry_arrays(product))
+        raw = h5.get('raw_data')
+        shape_attr = raw.attrs.get('probeGuess_original_shape') if isinstance(raw, h5py.Group) else None
+        arrays, notes = npz_arrays_from_product(
+            product,
+            bundle,
+            positions_kind=str(h5.attrs.get('ptychopinn_positions', 'actual')),
+            probe_shape=None if shape_attr is None else tuple(int(n) for n in shape_attr),
+            tolerance_px=tolerance_px,
+        )
         with atomic_output(output_npz, overwrite=overwrite) as tmp:
             write_npz(tmp, arrays)
     for note in notes:
         logger.warning('%s: %s', path.name, note)
-    return ImportReport(path, Path(output_npz), len(x_px), list(arrays), notes)
+    return ImportReport(path, Path(output_npz), len(product.position_x_m), list(arrays), notes)
 
 
-def _probe_for_npz(probe: np.ndarray, h5: h5py.File) -> np.ndarray:
-    raw = h5.get('raw_data')
-    if isinstance(raw, h5py.Group) and 'probeGuess_original_shape' in raw.attrs:
-        shape = tuple(int(n) for n in raw.attrs['probeGuess_original_shape'])
-        if int(np.prod(shape)) == probe.size:
-            return probe.reshape(shape)
+def npz_arrays_from_product(
+    product: Product,
+    bundle: RawBundle | None = None,
+    *,
+    positions_kind: str = 'actual',
+    probe_shape: tuple[int, ...] | None = None,
+    tolerance_px: float = 1e-6,
+) -> tuple[dict[str, np.ndarray | StreamedArray], list[str]]:
+    """PtychoPINN arrays (plus our geometry keys) for a product; shared with the plugin writer."""
+    notes: list[str] = []
+    order = np.argsort(product.position_indexes, kind='stable')
+    x_px, y_px = product.grid.metres_to_pixels(product.position_x_m[order], product.position_y_m[order])
+    arrays: dict[str, np.ndarray | StreamedArray] = {}
+    x_exact: np.ndarray | None = None
+    y_exact: np.ndarray | None = None
+    if bundle is not None:
+        if positions_kind == 'nominal':
+            x_exact = bundle.extras.get('xcoords_start')
+            y_exact = bundle.extras.get('ycoords_start')
+        else:
+            x_exact, y_exact = bundle.xcoords, bundle.ycoords
+    if (
+        x_exact is not None and y_exact is not None and x_exact.shape == x_px.shape
+        and np.max(np.abs(x_exact - x_px), initial=0) <= tolerance_px
+        and np.max(np.abs(y_exact - y_px), initial=0) <= tolerance_px
+    ):
+        x_px, y_px = x_exact, y_exact
+    elif bundle is not None:
+        notes.append('positions differ from /raw_data; using the product positions')
+    if bundle is not None and positions_kind == 'nominal' and bundle.xcoords.shape == x_px.shape:
+        arrays['xcoords'], arrays['ycoords'] = bundle.xcoords, bundle.ycoords
+        arrays['xcoords_start'], arrays['ycoords_start'] = x_px, y_px
+    else:
+        arrays['xcoords'], arrays['ycoords'] = x_px, y_px
+        starts = bundle.extras if bundle is not None else {}
+        same_len = 'xcoords_start' in starts and starts['xcoords_start'].shape == x_px.shape
+        arrays['xcoords_start'] = starts['xcoords_start'] if same_len else x_px
+        arrays['ycoords_start'] = starts['ycoords_start'] if same_len else y_px
+
+    arrays['probeGuess'] = _probe_for_npz(product.probe, probe_shape, notes)
+    obj = product.object
+    if obj.ndim == 3:
+        if obj.shape[0] > 1:
+            notes.append(f'object has {obj.shape[0]} layers; PtychoPINN keeps layer 0 only')
+        obj = obj[0]
+    arrays['objectGuess'] = obj
+    if bundle is not None and bundle.scan_index is not None and len(bundle.scan_index) == len(x_px):
+        arrays['scan_index'] = bundle.scan_index
+    else:
+        arrays['scan_index'] = np.zeros(len(x_px), dtype=np.int64)
+    if bundle is not None and 'bad_pixels' in bundle.extras:
+        arrays['bad_pixels'] = bundle.extras['bad_pixels']
+    if bundle is not None and bundle.diffraction is not None:
+        key, stream = _restore_stack(bundle)
+        arrays[key] = stream
+        arrays[DOMAIN_KEY] = np.asarray(str(bundle.attrs.get('source_domain', 'amplitude')))
+    if bundle is not None and bundle.metadata_json is not None:
+        arrays['_metadata'] = np.asarray(bundle.metadata_json)
+    arrays.update(_geometry_arrays(product))
+    return arrays, notes
+
+
+def _probe_for_npz(probe: np.ndarray, original: tuple[int, ...] | None, notes: list[str]) -> np.ndarray:
+    """PtychoPINN's probe: its original shape if recorded, else 2D when single-mode."""
+    if original is not None and int(np.prod(original)) == probe.size:
+        return probe.reshape(original)
+    if probe.ndim == 4 and probe.shape[0] > 1:
+        notes.append(f'probe has {probe.shape[0]} OPR components; PtychoPINN keeps the first')
+        probe = probe[:1]
     while probe.ndim > 2 and probe.shape[0] == 1:
         probe = probe[0]
     return probe
 
 
-def _restore_stack(bundle: Any) -> tuple[str, StreamedArray]:
+def _restore_stack(bundle: RawBundle) -> tuple[str, StreamedArray]:
     """The bundle's amplitudes back in the source key, domain and dtype."""
     dset: h5py.Dataset = bundle.diffraction
     attrs = bundle.attrs

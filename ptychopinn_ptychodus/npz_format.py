@@ -122,8 +122,12 @@ class PtychoPINNDataset:
         self._pattern_cache = None
         self.archive.close()
 
+    has_positions: bool = True
+
     @property
     def num_positions(self) -> int:
+        if not self.has_positions and self.diffraction is not None:
+            return self.diffraction.num_patterns
         return int(self.x_px.shape[0])
 
     def note(self, message: str) -> None:
@@ -217,8 +221,14 @@ def open_dataset(
     layout: Layout | str | None = None,
     require_probe: bool = True,
     require_diffraction: bool = False,
+    require_positions: bool = True,
 ) -> PtychoPINNDataset:
-    """Open and validate a PtychoPINN NPZ, loading only the small arrays."""
+    """Open and validate a PtychoPINN NPZ, loading only the small arrays.
+
+    ``require_positions=False`` (diffraction-only reading) accepts an archive
+    without scan positions; its stack is then taken as canonical NHW unless a
+    layout is given, since there is nothing to match the pattern axis against.
+    """
     archive = NpzArchive(path)
     try:
         return _interpret(
@@ -228,6 +238,7 @@ def open_dataset(
             layout=Layout(layout) if layout is not None else None,
             require_probe=require_probe,
             require_diffraction=require_diffraction,
+            require_positions=require_positions,
         )
     except BaseException:
         archive.close()
@@ -242,6 +253,7 @@ def _interpret(
     layout: Layout | None,
     require_probe: bool,
     require_diffraction: bool,
+    require_positions: bool = True,
 ) -> PtychoPINNDataset:
     path = archive.path
 
@@ -264,10 +276,13 @@ def _interpret(
     elif x_start is not None and y_start is not None:
         x_px, y_px = x_start, y_start
         notes.append('xcoords/ycoords missing; using the nominal xcoords_start/ycoords_start')
-    else:
+    elif require_positions:
         raise fail('missing required key xcoords/ycoords (scan positions)')
+    else:
+        x_px = y_px = np.zeros(0, dtype=np.float64)
+    has_positions = x_px.shape[0] > 0 or x_actual is not None or x_start is not None
     num = int(x_px.shape[0])
-    if num == 0:
+    if num == 0 and has_positions:
         raise fail('the scan is empty (xcoords has no positions)')
     for key, arr in (
         ('xcoords', x_actual), ('ycoords', y_actual),
@@ -286,6 +301,7 @@ def _interpret(
         ycoords_start=y_start,
         xcoords_actual=x_actual,
         ycoords_actual=y_actual,
+        has_positions=has_positions,
     )
     for message in notes:
         dataset.note(message)
@@ -294,9 +310,12 @@ def _interpret(
     _read_stored_values(dataset)
     dataset.probe, dataset.probe_source_shape = _read_probe(archive, require_probe)
     dataset.object = _read_object(archive)
-    dataset.diffraction = _diffraction_info(dataset, num, domain, layout)
+    dataset.diffraction = _diffraction_info(dataset, num if has_positions else None, domain, layout)
     if require_diffraction and dataset.diffraction is None:
         raise fail('has no diffraction stack (diffraction or diff3d)')
+    if not has_positions and dataset.diffraction is None:
+        raise fail('has neither scan positions nor a diffraction stack')
+    num = dataset.num_positions
 
     if 'scan_index' in archive:
         scan_index = _read_numeric(archive, 'scan_index', kinds='iu')
@@ -392,7 +411,7 @@ def _read_stored_values(dataset: PtychoPINNDataset) -> None:
 
 
 def _diffraction_info(
-    dataset: PtychoPINNDataset, num: int, domain: Domain | None, layout: Layout | None
+    dataset: PtychoPINNDataset, num: int | None, domain: Domain | None, layout: Layout | None
 ) -> DiffractionInfo | None:
     archive = dataset.archive
     present = [key for key in DIFFRACTION_KEYS if key in archive]
@@ -415,7 +434,7 @@ def _diffraction_info(
         height, width, count = shape
     else:
         count, height, width = shape[:3]
-    if count != num:
+    if num is not None and count != num:
         raise InvalidInputError(
             archive.path, f'{key} holds {count} patterns but there are {num} scan positions'
         )
@@ -430,7 +449,9 @@ def _diffraction_info(
     return replace(info, domain=decided, domain_reason=reason)
 
 
-def _detect_layout(path: Path, key: str, shape: tuple[int, ...], num: int) -> Layout:
+def _detect_layout(path: Path, key: str, shape: tuple[int, ...], num: int | None) -> Layout:
+    if num is None:  # no positions to match: canonical order by convention
+        return Layout.NHW1 if len(shape) == 4 else Layout.NHW
     if len(shape) == 4:
         if shape[0] == num and shape[3] == 1:
             return Layout.NHW1

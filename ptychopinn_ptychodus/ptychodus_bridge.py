@@ -1,0 +1,62 @@
+"""Installed by our wheel as ``ptychodus/plugins/ptychopinn_ptychodus_entry_points.py``.
+
+Ptychodus 1.7 only imports modules that sit in its own ``plugins`` folder; it
+does not read entry points. This bridge is such a module: it loads every entry
+point of the ``ptychodus.plugins`` group and calls it with the registry. It
+must never break Ptychodus's start-up, so every failure is caught and logged
+by entry-point name, and it imports nothing heavy until Ptychodus calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+GROUP = 'ptychodus.plugins'
+_MARK = '_ptychopinn_bridge_loaded'
+logger = logging.getLogger(__name__)
+
+
+def _entry_points() -> list[Any]:
+    try:
+        from importlib.metadata import entry_points
+    except ImportError:  # pragma: no cover - very old interpreters only
+        from importlib_metadata import entry_points  # type: ignore[no-redef]
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for ep in entry_points(group=GROUP):
+        key = (ep.name, ep.value)
+        if key not in seen:  # the same distribution on sys.path twice
+            seen.add(key)
+            unique.append(ep)
+    return unique
+
+
+def register_plugins(registry: Any) -> None:
+    """Call every ``ptychodus.plugins`` entry point once per registry, never raising."""
+    try:
+        loaded: set[tuple[str, str]] = registry.__dict__.setdefault(_MARK, set())
+        eps = _entry_points()
+    except Exception:  # noqa: BLE001 - the host must start whatever happens here
+        logger.exception('could not list %s entry points', GROUP)
+        return
+    for ep in eps:
+        key = (ep.name, ep.value)
+        if key in loaded:
+            continue
+        loaded.add(key)
+        try:
+            hook = ep.load()
+        except BaseException as exc:  # noqa: BLE001 - ImportError and anything else
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            logger.warning('Skipping Ptychodus plugin entry point %r (%s): import failed: %s',
+                           ep.name, ep.value, exc)
+            continue
+        try:
+            hook(registry)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning('Ptychodus plugin entry point %r (%s) failed to register: %s',
+                           ep.name, ep.value, exc)
+        else:
+            logger.debug('Registered Ptychodus plugin entry point %r', ep.name)
