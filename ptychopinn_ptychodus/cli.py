@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Iterator, NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .atomic import describe_os_error
-from .conversion import ExportMeta, ExportReport, describe_diffraction, export_product, import_product
-from .errors import InterruptedConversion, PtychoPINNError
+from .conversion import ExportMeta, ExportReport, export_product, import_product
+from .errors import PtychoPINNError
 from .npz_format import open_dataset
 
 PROG = 'convert_to_ptychodus_product'
@@ -153,7 +152,9 @@ class Job:
     output_diffraction: Path | None
 
 
-def _progress_for(args: argparse.Namespace, label: str, total: int) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+def _progress_for(
+    args: argparse.Namespace, label: str, total: int
+) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
     if args.quiet or not sys.stderr.isatty() or args.jobs > 1:
         return None, lambda: None
     from tqdm import tqdm
@@ -210,7 +211,8 @@ def _plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> lis
     if len(set(stems)) != len(stems):
         parser.error('several inputs share a file name; their outputs would collide')
     return [
-        Job(p, out / f'{p.stem}.h5', out / f'{p.stem}.diffraction.h5' if args.write_diffraction_file else None)
+        Job(p, out / f'{p.stem}.h5',
+            out / f'{p.stem}.diffraction.h5' if args.write_diffraction_file else None)
         for p in inputs
     ]
 
@@ -261,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f'{PROG}: interrupted; nothing was written', file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (PtychoPINNError, InterruptedConversion) as exc:
+    except PtychoPINNError as exc:
         print(f'{PROG}: error: {exc}', file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
@@ -308,7 +310,7 @@ def _run_batch(jobs: list[Job], args: argparse.Namespace, meta: ExportMeta) -> i
     else:
         results = [_run_one(job, args, meta) for job in jobs]
     failed = 0
-    for job, (summary, error) in zip(jobs, results):
+    for job, (summary, error) in zip(jobs, results, strict=True):
         if error is None:
             print(f'ok      {summary}')
         else:

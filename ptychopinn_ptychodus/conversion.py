@@ -273,7 +273,7 @@ class ExportReport:
 
 
 def _object_and_grid(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> tuple[np.ndarray, ObjectGrid]:
-    obj = dataset.object
+    obj = dataset.object_guess
     if obj is None:
         assert dataset.probe is not None
         shape = placeholder_object_shape(dataset.x_px, dataset.y_px, dataset.probe.shape[-2:])
@@ -513,7 +513,9 @@ class ImportReport:
     notes: list[str]
 
     def summary(self) -> str:
-        return f'{self.product_path.name} -> {self.npz_path.name}: {self.num_positions} positions, keys {", ".join(self.keys)}'
+        keys = ', '.join(self.keys)
+        names = f'{self.product_path.name} -> {self.npz_path.name}'
+        return f'{names}: {self.num_positions} positions, keys {keys}'
 
 
 def import_product(
@@ -530,7 +532,7 @@ def import_product(
     ``tolerance_px`` they are used verbatim, so a round trip is bit-exact.
     """
     check_destination(output_npz, overwrite=overwrite)
-    product, bundle, h5 = read_product(product_path)
+    product, bundle, h5 = read_product(Path(product_path))
     path = Path(product_path)
     with h5:
         raw = h5.get('raw_data')

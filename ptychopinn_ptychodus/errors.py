@@ -26,6 +26,3 @@ class AmbiguousLayoutError(InvalidInputError):
 class OutputError(PtychoPINNError):
     """The destination cannot be written (exists, bad path, disk full, ...)."""
 
-
-class InterruptedConversion(PtychoPINNError):
-    """A signal stopped the conversion; the destination was left untouched."""

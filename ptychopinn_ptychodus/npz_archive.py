@@ -319,7 +319,7 @@ class NpzArchive:
 
 
 def _read_into(stream: IO[bytes], out: np.ndarray) -> None:
-    view = memoryview(out).cast('B') if out.nbytes else memoryview(b'')
+    view = memoryview(out.reshape(-1).view(np.uint8)) if out.nbytes else memoryview(b'')  # type: ignore[arg-type]
     filled = 0
     while filled < len(view):
         got = stream.readinto(view[filled:])  # type: ignore[attr-defined]

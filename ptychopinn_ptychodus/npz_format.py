@@ -98,7 +98,7 @@ class PtychoPINNDataset:
     diffraction: DiffractionInfo | None = None
     probe: npt.NDArray[np.complexfloating[Any, Any]] | None = None
     probe_source_shape: tuple[int, ...] | None = None
-    object: npt.NDArray[np.complexfloating[Any, Any]] | None = None
+    object_guess: npt.NDArray[np.complexfloating[Any, Any]] | None = None
     xcoords_start: npt.NDArray[np.float64] | None = None
     ycoords_start: npt.NDArray[np.float64] | None = None
     xcoords_actual: npt.NDArray[np.float64] | None = None
@@ -309,7 +309,7 @@ def _interpret(
     dataset.metadata = archive.read_metadata('_metadata')
     _read_stored_values(dataset)
     dataset.probe, dataset.probe_source_shape = _read_probe(archive, require_probe)
-    dataset.object = _read_object(archive)
+    dataset.object_guess = _read_object(archive)
     dataset.diffraction = _diffraction_info(dataset, num if has_positions else None, domain, layout)
     if require_diffraction and dataset.diffraction is None:
         raise fail('has no diffraction stack (diffraction or diff3d)')

@@ -206,12 +206,12 @@ class NPZDiffractionFileWriter(DiffractionFileWriter):
                 yield start, np.sqrt(np.maximum(patterns, 0))
                 start += patterns.shape[0]
 
-        indexes = np.concatenate([np.asarray(a.get_indexes(), np.int64) for a in arrays]) if arrays else []
+        indexes = [np.asarray(a.get_indexes(), np.int64) for a in arrays]
         contents: dict[str, np.ndarray | StreamedArray] = {
             'diffraction': StreamedArray(shape=shape, dtype=dtype, blocks=blocks()),
             DOMAIN_KEY: np.asarray(Domain.AMPLITUDE.value),
             'bad_pixels': np.asarray(dataset.get_bad_pixels(), dtype=bool),
-            'pattern_indexes': np.asarray(indexes, dtype=np.int64),
+            'pattern_indexes': np.concatenate(indexes) if indexes else np.zeros(0, np.int64),
         }
         for key, value in (
             ('detector_distance_m', metadata.detector_distance_m),
@@ -279,7 +279,7 @@ class BundledDiffractionFileReader(DiffractionFileReader):
             for key, value in dset.attrs.items():
                 node.add_child(key, type(value).__name__, str(value))
             source_domain = str(dset.attrs.get('source_domain', Domain.AMPLITUDE.value))
-            dtype = np.dtype(np.float64 if dset.dtype == np.float64 else np.float32)
+            dtype: np.dtype[Any] = np.dtype(np.float64 if dset.dtype == np.float64 else np.float32)
             attrs = h5.attrs
             metadata = DiffractionMetadata(
                 num_patterns_per_array=[num],

@@ -1,0 +1,400 @@
+"""Bad input: one InvalidInputError (a ValueError) naming the file and the problem; nothing written.
+
+Pickled members are never unpickled: the "evil" arrays below would create a marker file
+if anything ran their pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import struct
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import numpy.lib.format as npy_format
+import pytest
+
+from ptychopinn_ptychodus.conversion import export_product, import_product
+from ptychopinn_ptychodus.errors import AmbiguousLayoutError, InvalidInputError
+
+
+def expect_invalid(npz: Path, *patterns: str, tmp_path: Path, **options) -> InvalidInputError:
+    """Export must refuse ``npz`` with a message naming it and matching every regex in ``patterns``."""
+    out = tmp_path / 'out.h5'
+    with pytest.raises(InvalidInputError) as caught:
+        export_product(npz, out, **options)
+    error = caught.value
+    message = str(error)
+    assert isinstance(error, ValueError)
+    assert str(npz) in message, f'message does not name the file: {message}'
+    for pattern in patterns:
+        assert re.search(pattern, message, re.IGNORECASE), f'{pattern!r} not in: {message}'
+    assert '\n' not in message
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.ptychopinn-tmp')]
+    return error
+
+
+# -- missing or malformed keys ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize('missing', ['xcoords', 'ycoords'])
+def test_missing_coordinates(base_arrays, npz_from_arrays, tmp_path, missing):
+    arrays = base_arrays()
+    del arrays[missing]
+    expect_invalid(npz_from_arrays('x.npz', **arrays), missing, tmp_path=tmp_path)
+
+
+def test_missing_both_coordinates(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    del arrays['xcoords'], arrays['ycoords']
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'xcoords', 'missing', tmp_path=tmp_path)
+
+
+def test_missing_probe(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    del arrays['probeGuess']
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'probeGuess', 'missing', tmp_path=tmp_path)
+
+
+def test_two_dimensional_diffraction(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    arrays['diffraction'] = arrays['diffraction'][0]
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'3-dimensional|dimension|shape',
+                   tmp_path=tmp_path)
+
+
+def test_xcoords_and_ycoords_lengths_differ(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    arrays['ycoords'] = arrays['ycoords'][:-1]
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'ycoords', r'\b8\b', r'\b9\b', tmp_path=tmp_path)
+
+
+def test_positions_and_patterns_counts_differ(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays(num=9)
+    arrays['diffraction'] = arrays['diffraction'][:7]
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b9\b', tmp_path=tmp_path)
+
+
+def test_positions_and_patterns_counts_differ_with_explicit_layout(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays(num=9)
+    arrays['diffraction'] = arrays['diffraction'][:7]
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b7\b', r'\b9\b', tmp_path=tmp_path,
+                   layout='NHW')
+
+
+def test_nominal_positions_with_other_length(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    arrays['xcoords_start'] = arrays['xcoords'][:5]
+    arrays['ycoords_start'] = arrays['ycoords'][:5]
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'xcoords_start', tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize('key', ['xcoords', 'ycoords'])
+def test_non_finite_positions(base_arrays, npz_from_arrays, tmp_path, key, value):
+    arrays = base_arrays()
+    arrays[key][4] = value
+    expect_invalid(npz_from_arrays('x.npz', **arrays), key, r'finite|nan|inf', tmp_path=tmp_path)
+
+
+def test_non_finite_nominal_positions_when_used(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    arrays['xcoords_start'] = arrays['xcoords'].copy()
+    arrays['ycoords_start'] = arrays['ycoords'].copy()
+    arrays['ycoords_start'][0] = np.nan
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'ycoords_start', r'finite|nan', tmp_path=tmp_path,
+                   positions='nominal')
+
+
+def test_empty_scan(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    arrays['xcoords'] = np.zeros(0)
+    arrays['ycoords'] = np.zeros(0)
+    arrays['diffraction'] = arrays['diffraction'][:0]
+    expect_invalid(npz_from_arrays('x.npz', **arrays), r'empty|no positions|0 positions', tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize('key', ['xcoords', 'diffraction', 'probeGuess', 'objectGuess', 'scan_index'])
+def test_string_arrays(base_arrays, npz_from_arrays, tmp_path, key):
+    arrays = base_arrays()
+    if key == 'scan_index':
+        arrays[key] = np.array(['a'] * 9)
+    else:
+        arrays[key] = np.full(arrays[key].shape, 'text')
+    expect_invalid(npz_from_arrays('x.npz', **arrays), key, r'dtype|numeric|real', tmp_path=tmp_path)
+
+
+def test_nominal_positions_requested_but_missing(base_arrays, npz_from_arrays, tmp_path):
+    expect_invalid(npz_from_arrays('x.npz', **base_arrays()), 'xcoords_start', tmp_path=tmp_path,
+                   positions='nominal')
+
+
+def test_bad_pixels_shape_mismatch(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays()
+    expect_invalid(npz_from_arrays('x.npz', bad_pixels=np.zeros((8, 8), bool), **arrays), 'bad_pixels',
+                   tmp_path=tmp_path)
+
+
+# -- pickles are never run ---------------------------------------------------------------------
+
+
+class _CreatesFile:
+    """Unpickling this runs ``open(marker, 'w')``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def _evil(marker: Path, shape: tuple[int, ...] = (1,)) -> np.ndarray:
+    array = np.empty(shape, dtype=object)
+    array.flat[0] = _CreatesFile(marker)
+    for i in range(1, array.size):
+        array.flat[i] = 0.0
+    return array
+
+
+def test_the_evil_payload_works_when_unpickled(base_arrays, npz_from_arrays, tmp_path):
+    """Control: numpy.load with pickle enabled does run it, so the tests below can fail."""
+    marker = tmp_path / 'control-marker'
+    npz = npz_from_arrays('control.npz', **{**base_arrays(), 'xcoords': _evil(marker, (9,))})
+    with np.load(npz, allow_pickle=True) as loaded:
+        loaded['xcoords']
+    assert marker.exists()
+
+
+@pytest.mark.parametrize('key', ['xcoords', 'diffraction', 'probeGuess', 'objectGuess', 'scan_index'])
+def test_object_arrays_are_refused_not_unpickled(base_arrays, npz_from_arrays, tmp_path, key):
+    marker = tmp_path / 'pwned'
+    arrays = base_arrays()
+    arrays[key] = _evil(marker, (9,) if key in ('xcoords', 'scan_index') else arrays.get(key, np.zeros(1)).shape)
+    npz = npz_from_arrays('evil.npz', **arrays)
+
+    expect_invalid(npz, key, r'object|pickle|dtype', tmp_path=tmp_path)
+
+    assert not marker.exists(), 'the pickle was executed'
+
+
+def test_evil_metadata_is_skipped_with_a_warning(base_arrays, npz_from_arrays, tmp_path, caplog):
+    marker = tmp_path / 'pwned'
+    npz = npz_from_arrays('evil_meta.npz', _metadata=np.array(_CreatesFile(marker), dtype=object),
+                          **base_arrays())
+    out = tmp_path / 'out.h5'
+
+    with caplog.at_level(logging.WARNING):
+        export_product(npz, out)
+
+    assert not marker.exists(), 'the _metadata pickle was executed'
+    assert out.exists()
+    assert any('_metadata' in r.getMessage() and r.levelno >= logging.WARNING for r in caplog.records)
+    with h5py.File(out, 'r') as h5:
+        assert '_metadata' not in h5['raw_data']
+
+
+def test_evil_metadata_inside_an_object_array_is_skipped(base_arrays, npz_from_arrays, tmp_path, caplog):
+    """The restricted unpickler allows numpy's array reconstruction, but not what is inside it."""
+    marker = tmp_path / 'pwned'
+    npz = npz_from_arrays('evil_meta.npz', _metadata=_evil(marker, ()), **base_arrays())
+
+    with caplog.at_level(logging.WARNING):
+        export_product(npz, tmp_path / 'out.h5')
+
+    assert not marker.exists()
+    assert any('_metadata' in r.getMessage() for r in caplog.records)
+
+
+def test_evil_metadata_not_run_by_inspection(base_arrays, npz_from_arrays, tmp_path):
+    marker = tmp_path / 'pwned'
+    npz = npz_from_arrays('evil_meta.npz', _metadata=_evil(marker, ()), **base_arrays())
+    export_product(npz, None, dry_run=True)
+    assert not marker.exists()
+
+
+# -- damaged files ------------------------------------------------------------------------------
+
+
+def _member_data_offset(path: Path, member: str) -> tuple[int, int]:
+    """(offset of the member's raw data in the zip file, its compressed size)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    with open(path, 'rb') as raw:
+        raw.seek(info.header_offset)
+        header = raw.read(30)
+    name_len, extra_len = struct.unpack('<HH', header[26:30])
+    return info.header_offset + 30 + name_len + extra_len, info.compress_size
+
+
+def test_truncated_file(sample_npz, tmp_path):
+    npz, _ = sample_npz()
+    data = npz.read_bytes()
+    npz.write_bytes(data[: len(data) // 2])
+    expect_invalid(npz, r'truncated|zip|corrupt', tmp_path=tmp_path)
+
+
+def test_truncated_member_data_with_intact_directory(sample_npz, tmp_path):
+    """Cut the diffraction stack short but keep a consistent zip directory: the header lies."""
+    npz, arrays = sample_npz()
+    stack = arrays['diffraction']
+    short = npz.with_name('short.npz')
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(buffer, npy_format.header_data_from_array_1_0(stack))
+    with zipfile.ZipFile(short, 'w') as out, zipfile.ZipFile(npz) as src:
+        for name in src.namelist():
+            if name == 'diffraction.npy':
+                out.writestr(name, buffer.getvalue() + stack.tobytes()[: stack.nbytes // 2])
+            else:
+                out.writestr(name, src.read(name))
+    expect_invalid(short, 'diffraction', r'truncated|corrupt|bytes', tmp_path=tmp_path)
+
+
+def test_corrupt_deflated_data(sample_npz, tmp_path):
+    npz, _ = sample_npz(compress=True)
+    offset, size = _member_data_offset(npz, 'diffraction.npy')
+    data = bytearray(npz.read_bytes())
+    data[offset + size // 3: offset + size // 3 + 64] = bytes(range(64))
+    npz.write_bytes(bytes(data))
+    expect_invalid(npz, r'diffraction|corrupt|crc', tmp_path=tmp_path)
+
+
+def test_corrupt_stored_data_is_detected(sample_npz, tmp_path):
+    """Flipped bytes inside a stored (uncompressed) member: the zip CRC-32 no longer matches.
+
+    ``numpy.load`` notices (zipfile checks the CRC); a converter must not silently
+    carry damaged patterns into a product.
+    """
+    npz, _ = sample_npz(compress=False)
+    offset, size = _member_data_offset(npz, 'diffraction.npy')
+    data = bytearray(npz.read_bytes())
+    start = offset + size // 2
+    data[start: start + 16] = bytes(b ^ 0xFF for b in data[start: start + 16])
+    npz.write_bytes(bytes(data))
+    with pytest.raises(zipfile.BadZipFile):  # control: numpy sees the damage
+        with np.load(npz) as loaded:
+            loaded['diffraction']
+    expect_invalid(npz, r'diffraction|corrupt|crc', tmp_path=tmp_path)
+
+
+def test_corrupt_npy_header(sample_npz, tmp_path):
+    npz, _ = sample_npz(compress=False)
+    offset, _ = _member_data_offset(npz, 'probeGuess.npy')
+    data = bytearray(npz.read_bytes())
+    data[offset: offset + 6] = b'XXXXXX'  # the \x93NUMPY magic
+    npz.write_bytes(bytes(data))
+    expect_invalid(npz, 'probeGuess', tmp_path=tmp_path)
+
+
+def test_not_a_zip_at_all(tmp_path):
+    text = tmp_path / 'notes.npz'
+    text.write_text('this is just text, not an archive\n' * 20)
+    expect_invalid(text, r'zip|npz', tmp_path=tmp_path)
+
+
+def test_zip_without_arrays(tmp_path):
+    path = tmp_path / 'empty.npz'
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('readme.txt', 'no arrays here')
+    expect_invalid(path, r'no .*array|not an npz', tmp_path=tmp_path)
+
+
+def test_header_declaring_a_huge_shape(base_arrays, tmp_path):
+    """A member whose header says (10**6, 10**6) float32 (4 TB) but holds a few bytes."""
+    path = tmp_path / 'huge.npz'
+    arrays = base_arrays()
+    with zipfile.ZipFile(path, 'w') as archive:
+        for key, value in arrays.items():
+            if key == 'diffraction':
+                buffer = io.BytesIO()
+                npy_format.write_array_header_1_0(
+                    buffer, {'descr': '<f4', 'fortran_order': False, 'shape': (10**6, 10**6)}
+                )
+                archive.writestr('diffraction.npy', buffer.getvalue() + b'\0' * 1024)
+            else:
+                buffer = io.BytesIO()
+                npy_format.write_array(buffer, value)
+                archive.writestr(f'{key}.npy', buffer.getvalue())
+    expect_invalid(path, 'diffraction', r'1000000', tmp_path=tmp_path)
+
+
+def test_header_edited_in_place_to_a_bigger_shape(sample_npz, tmp_path):
+    """Same-length edit of a stored member's header: (9, 16, 16) -> (900000000, 16, 16)."""
+    npz, _ = sample_npz(compress=False)
+    data = npz.read_bytes()
+    old = b"'shape': (9, 16, 16), }"
+    new = b"'shape': (900000000, 16, 16), }"
+    grow = len(new) - len(old)
+    start = data.index(old)
+    end = start + len(old)
+    assert data[end: end + grow] == b' ' * grow  # header padding absorbs the change
+    edited = data[:start] + new + data[end + grow:]
+    assert len(edited) == len(data)
+    npz.write_bytes(edited)
+    expect_invalid(npz, 'diffraction', r'900000000', tmp_path=tmp_path)
+
+
+# -- layout ----------------------------------------------------------------------------------------
+
+
+def test_ambiguous_layout_and_explicit_choice(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays(num=16, n=16)
+    npz = npz_from_arrays('square.npz', **arrays)
+
+    error = expect_invalid(npz, 'ambiguous', 'diffraction', tmp_path=tmp_path)
+    assert isinstance(error, AmbiguousLayoutError)
+
+    out = tmp_path / 'resolved.h5'
+    export_product(npz, out, layout='NHW')
+    with h5py.File(out, 'r') as h5:
+        np.testing.assert_array_equal(h5['raw_data/diffraction'][()], arrays['diffraction'])
+        assert h5['raw_data/diffraction'].attrs['original_axis_order'] == 'NHW'
+
+
+def test_no_axis_matches_the_positions(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays(num=9, n=16)
+    arrays['diffraction'] = np.zeros((5, 16, 16), np.float32)
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b9\b', tmp_path=tmp_path)
+
+
+def test_explicit_layout_that_does_not_fit(base_arrays, npz_from_arrays, tmp_path):
+    arrays = base_arrays(num=9, n=16)
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', 'NHW1', tmp_path=tmp_path,
+                   layout='NHW1')
+
+
+# -- the path itself -------------------------------------------------------------------------------
+
+
+def test_directory_as_input(tmp_path):
+    folder = tmp_path / 'folder.npz'
+    folder.mkdir()
+    expect_invalid(folder, 'directory', tmp_path=tmp_path)
+
+
+def test_missing_file(tmp_path):
+    expect_invalid(tmp_path / 'nowhere.npz', r'no such file|not found|missing', tmp_path=tmp_path)
+
+
+def test_import_of_a_non_product(tmp_path, sample_npz):
+    npz, _ = sample_npz()
+    with pytest.raises(InvalidInputError) as caught:
+        import_product(npz, tmp_path / 'back.npz')
+    assert str(npz) in str(caught.value)
+    assert not (tmp_path / 'back.npz').exists()
+
+
+def test_import_of_a_product_missing_positions(tmp_path, sample_npz):
+    npz, _ = sample_npz()
+    product = tmp_path / 'p.h5'
+    export_product(npz, product)
+    with h5py.File(product, 'r+') as h5:
+        del h5['probe_position_x_m']
+    with pytest.raises(InvalidInputError, match='probe_position_x_m') as caught:
+        import_product(product, tmp_path / 'back.npz')
+    assert str(product) in str(caught.value)
+    assert not (tmp_path / 'back.npz').exists()

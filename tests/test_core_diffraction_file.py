@@ -1,0 +1,94 @@
+"""Ptychodus's assembled-diffraction HDF5, read back with ``ptychodus.api.io.load_diffraction_data``."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from ptychodus.api.io import load_diffraction_data, load_product
+
+from ptychopinn_ptychodus.conversion import ExportMeta, export_product
+
+
+@pytest.mark.parametrize('layout', ['NHW', 'HWN', 'NHW1'])
+def test_amplitudes_become_intensities(sample_npz, tmp_path, layout):
+    npz, arrays = sample_npz(layout=layout)
+    amplitude = {'NHW': lambda a: a, 'HWN': lambda a: np.moveaxis(a, -1, 0),
+                 'NHW1': lambda a: a[..., 0]}[layout](arrays['diffraction'])
+    out = tmp_path / 'diffraction.h5'
+
+    export_product(npz, None, diffraction_output=out)
+
+    data = load_diffraction_data(out)
+    patterns = data.get_patterns()
+    assert patterns.shape == amplitude.shape
+    np.testing.assert_allclose(patterns, amplitude.astype(np.float64) ** 2, rtol=1e-6)
+    np.testing.assert_array_equal(data.get_indexes(), np.arange(amplitude.shape[0]))
+    assert data.get_bad_pixels().shape == amplitude.shape[1:]
+    assert not data.get_bad_pixels().any()
+
+
+@pytest.mark.parametrize('layout', ['NHW', 'HWN'])
+def test_integer_counts_kept_exactly(sample_npz, tmp_path, layout):
+    npz, arrays = sample_npz(key='diff3d', counts=True, layout=layout)
+    counts = arrays['diff3d'] if layout == 'NHW' else np.moveaxis(arrays['diff3d'], -1, 0)
+    out = tmp_path / 'diffraction.h5'
+
+    export_product(npz, None, diffraction_output=out)
+
+    patterns = load_diffraction_data(out).get_patterns()
+    assert patterns.dtype == np.uint16
+    np.testing.assert_array_equal(patterns, counts)
+
+
+def test_float_counts_kept_exactly(sample_npz, npz_from_arrays, tmp_path):
+    _, arrays = sample_npz(key='diff3d', counts=True)
+    arrays['diff3d'] = arrays['diff3d'].astype(np.float32)
+    npz = npz_from_arrays('float_counts.npz', compress=True, **arrays)
+    out = tmp_path / 'diffraction.h5'
+
+    export_product(npz, None, diffraction_output=out)
+
+    patterns = load_diffraction_data(out).get_patterns()
+    assert patterns.dtype == np.float32
+    np.testing.assert_array_equal(patterns, arrays['diff3d'])
+
+
+def test_bad_pixels_written(sample_npz, npz_from_arrays, tmp_path):
+    _, arrays = sample_npz()
+    bad = np.zeros((16, 16), dtype=bool)
+    bad[0, :3] = True
+    npz = npz_from_arrays('bad.npz', bad_pixels=bad, **arrays)
+    out = tmp_path / 'diffraction.h5'
+
+    export_product(npz, None, diffraction_output=out)
+
+    np.testing.assert_array_equal(load_diffraction_data(out).get_bad_pixels(), bad)
+
+
+def test_product_and_diffraction_together_share_indexes(sample_npz, tmp_path):
+    npz, arrays = sample_npz(key='diff3d', counts=True)
+    product, diffraction = tmp_path / 'p.h5', tmp_path / 'd.h5'
+
+    export_product(npz, product, diffraction_output=diffraction)
+
+    data = load_diffraction_data(diffraction)
+    positions = load_product(product).probe_positions
+    np.testing.assert_array_equal(positions.get_indexes(), data.get_indexes())
+
+
+def test_detector_pixel_size_given_or_defaulted(sample_npz, tmp_path):
+    npz, _ = sample_npz()
+    given, defaulted = tmp_path / 'given.h5', tmp_path / 'defaulted.h5'
+
+    export_product(npz, None, ExportMeta(detector_pixel_width_m=55e-6, detector_pixel_height_m=65e-6),
+                   diffraction_output=given)
+    report = export_product(npz, None, diffraction_output=defaulted)
+
+    pixel = load_diffraction_data(given).get_pixel_geometry()
+    assert (pixel.width_m, pixel.height_m) == (55e-6, 65e-6)
+    pixel = load_diffraction_data(defaulted).get_pixel_geometry()
+    assert pixel.width_m > 0 and pixel.height_m > 0
+    assert 'detector_pixel_width_m' in report.defaulted
+    with h5py.File(defaulted, 'r') as h5:
+        assert h5['patterns'].attrs['measurement_domain'] == 'intensity'
