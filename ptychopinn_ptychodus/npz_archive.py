@@ -100,6 +100,7 @@ class NpzArchive:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._offsets: dict[str, int] = {}
         if not self.path.exists():
             raise InvalidInputError(self.path, 'no such file')
         if self.path.is_dir():
@@ -241,7 +242,7 @@ class NpzArchive:
         out = np.empty(info.shape[::-1] if info.fortran_order else info.shape, dtype=info.dtype)
         try:
             with self.open_data(key) as stream:
-                _read_into(stream, out)
+                read_into(stream, out)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
         return out.T if info.fortran_order else out
@@ -251,18 +252,26 @@ class NpzArchive:
         info = self._plain_info(key)
         if info.compressed or info.nbytes == 0:
             return None
+        if key in self._offsets:
+            return self._map(info, self._offsets[key])
         zinfo = self._zip.getinfo(info.member)
         with open(self.path, 'rb') as raw:
             raw.seek(zinfo.header_offset)
             fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
         if fields[0] != b'PK\x03\x04':
             raise self._fail(f'member {info.member!r} has a corrupt local header')
-        offset = zinfo.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+        offset = zinfo.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10] + info.header_bytes
+        if offset + info.nbytes > self.path.stat().st_size:
+            raise self._fail(f'array {key!r} extends beyond the end of the file (truncated?)')
+        self._offsets[key] = offset
+        return self._map(info, offset)
+
+    def _map(self, info: MemberInfo, offset: int) -> np.ndarray:
         return np.memmap(
             self.path,
             dtype=info.dtype,
             mode='r',
-            offset=offset + info.header_bytes,
+            offset=offset,
             shape=info.shape,
             order='F' if info.fortran_order else 'C',
         )
@@ -278,7 +287,7 @@ class NpzArchive:
             with self.open_data(key) as stream:
                 for start in range(0, total, rows_per_block):
                     block = np.empty((min(rows_per_block, total - start), *tail), info.dtype)
-                    _read_into(stream, block)
+                    read_into(stream, block)
                     yield block
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
@@ -318,7 +327,7 @@ class NpzArchive:
             return None
 
 
-def _read_into(stream: IO[bytes], out: np.ndarray) -> None:
+def read_into(stream: IO[bytes], out: np.ndarray) -> None:
     view = memoryview(out.reshape(-1).view(np.uint8)) if out.nbytes else memoryview(b'')  # type: ignore[arg-type]
     filled = 0
     while filled < len(view):

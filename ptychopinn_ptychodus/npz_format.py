@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import AmbiguousLayoutError, InvalidInputError
-from .npz_archive import NpzArchive, available_memory_bytes
+from .npz_archive import NpzArchive, available_memory_bytes, read_into
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ DOMAIN_KEY = 'diffraction_domain'
 NAME_KEY = 'product_name'
 COMMENTS_KEY = 'product_comments'
 PositionChoice = Literal['actual', 'nominal']
+SPOOL_CHUNK_BYTES = 8 << 20
 
 
 class Domain(StrEnum):
@@ -110,7 +114,9 @@ class PtychoPINNDataset:
     stored_name: str | None = None
     stored_comments: str | None = None
     notes: list[str] = field(default_factory=list)
-    _pattern_cache: np.ndarray | None = None
+    _spool: IO[bytes] | None = None
+    _stream: IO[bytes] | None = None
+    _stream_row: int = 0
 
     def __enter__(self) -> PtychoPINNDataset:
         return self
@@ -119,7 +125,10 @@ class PtychoPINNDataset:
         self.close()
 
     def close(self) -> None:
-        self._pattern_cache = None
+        for handle in (self._stream, self._spool):
+            if handle is not None:
+                handle.close()
+        self._stream = self._spool = None
         self.archive.close()
 
     has_positions: bool = True
@@ -169,29 +178,71 @@ class PtychoPINNDataset:
     def _raw_block(
         self, info: DiffractionInfo, start: int, stop: int, region: tuple[slice, slice] | None
     ) -> np.ndarray:
-        rows, cols = region if region is not None else (slice(None), slice(None))
-        source = self._pattern_source(info)
-        if info.layout == Layout.HWN:
-            block = np.moveaxis(source[rows, cols, start:stop], -1, 0)
-        elif info.layout == Layout.NHW1:
-            block = source[start:stop, rows, cols, 0]
-        else:
-            block = source[start:stop, rows, cols]
-        return np.ascontiguousarray(block)
+        """Source-dtype patterns ``start:stop`` in NHW, cropped, in bounded memory.
 
-    def _pattern_source(self, info: DiffractionInfo) -> np.ndarray:
+        Stored members are memory-mapped afresh for every block and unmapped
+        after the copy, so resident memory never accumulates the file. Deflated
+        pattern-major stacks are decompressed sequentially; deflated HWN (or
+        Fortran-ordered) stacks are first spooled to a temporary file, since a
+        block of patterns is spread over the whole compressed stream.
+        """
+        rows, cols = region if region is not None else (slice(None), slice(None))
+        member = self.archive.info(info.key)
+        if member.compressed and info.layout != Layout.HWN and not member.fortran_order:
+            block = self._streamed_rows(info, start, stop)
+            return np.ascontiguousarray(block[:, rows, cols, 0] if info.layout == Layout.NHW1
+                                        else block[:, rows, cols])
+        source = self._mapped_source(info)
+        try:
+            if info.layout == Layout.HWN:
+                view = np.moveaxis(source[rows, cols, start:stop], -1, 0)
+            elif info.layout == Layout.NHW1:
+                view = source[start:stop, rows, cols, 0]
+            else:
+                view = source[start:stop, rows, cols]
+            return np.array(view, order='C')
+        finally:
+            del source
+
+    def _mapped_source(self, info: DiffractionInfo) -> np.ndarray:
         mapped = self.archive.memmap(info.key)
         if mapped is not None:
             return mapped
-        if self._pattern_cache is None:
+        if self._spool is None:
             member = self.archive.info(info.key)
-            if member.nbytes > 256 * 2**20:
-                logger.info(
-                    '%s: %r is deflated; decompressing %.1f GiB into memory',
-                    self.path.name, info.key, member.nbytes / 2**30,
-                )
-            self._pattern_cache = self.archive.read(info.key)
-        return self._pattern_cache
+            logger.info('%s: spooling deflated %r (%.2f GiB) to a temporary file',
+                        self.path.name, info.key, member.nbytes / 2**30)
+            self._spool = tempfile.TemporaryFile(prefix='ptychopinn-spool-')
+            with self.archive.open_data(info.key) as stream:
+                shutil.copyfileobj(stream, self._spool, SPOOL_CHUNK_BYTES)
+            self._spool.flush()
+        member = self.archive.info(info.key)
+        return np.memmap(self._spool, dtype=member.dtype, mode='r', shape=member.shape,
+                         order='F' if member.fortran_order else 'C')
+
+    def _streamed_rows(self, info: DiffractionInfo, start: int, stop: int) -> np.ndarray:
+        member = self.archive.info(info.key)
+        row_shape = member.shape[1:]
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * member.dtype.itemsize
+        if self._stream is None or start < self._stream_row:
+            if self._stream is not None:
+                self._stream.close()
+            self._stream = self.archive.open_data(info.key)
+            self._stream_row = 0
+        skip = (start - self._stream_row) * row_bytes
+        while skip > 0:
+            got = len(self._stream.read(min(skip, SPOOL_CHUNK_BYTES)))
+            if not got:
+                raise InvalidInputError(self.path, f'{info.key} ends early (corrupt archive?)')
+            skip -= got
+        out = np.empty((stop - start, *row_shape), dtype=member.dtype)
+        try:
+            read_into(self._stream, out)
+        except (EOFError, OSError, zipfile.BadZipFile) as exc:
+            problem = f'{info.key} cannot be read (corrupt archive?): {exc}'
+            raise InvalidInputError(self.path, problem) from exc
+        self._stream_row = stop
+        return out
 
 
 def convert_domain(raw: np.ndarray, info: DiffractionInfo, domain: Domain) -> np.ndarray:
@@ -507,7 +558,7 @@ def check_memory_for(nbytes: int, what: str, path: Path) -> None:
         )
 
 
-def blocks_for(info: DiffractionInfo, target_bytes: int = 64 * 2**20) -> int:
+def blocks_for(info: DiffractionInfo, target_bytes: int = 16 * 2**20) -> int:
     """How many patterns make a block of about ``target_bytes``."""
     per_pattern = info.height * info.width * max(info.dtype.itemsize, 4)
     return max(1, min(info.num_patterns, math.floor(target_bytes / per_pattern)))

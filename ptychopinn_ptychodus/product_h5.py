@@ -7,8 +7,12 @@ Ptychodus version ignores.
 
 from __future__ import annotations
 
+import collections
 import json
+import os
+import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -159,16 +163,73 @@ def write_pattern_stack(
     compression: Compression,
     level: int | None,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> h5py.Dataset:
-    """Write an (M, N, N) stack from (start, block) pairs without holding it whole."""
-    dset = parent.create_dataset(
-        name, shape=shape, dtype=dtype, **dataset_options(compression, level, shape, dtype.itemsize)
-    )
+    """Write an (M, N, N) stack from in-order (start, block) pairs, never holding it whole.
+
+    gzip chunks are shuffled and deflated on every core and written with
+    ``write_direct_chunk``; the dataset declares the standard shuffle + deflate
+    filters, so any HDF5 library decodes the result.
+    """
+    options = dataset_options(compression, level, shape, dtype.itemsize)
+    dset = parent.create_dataset(name, shape=shape, dtype=dtype, **options)
+    if compression == 'gzip' and options:
+        _write_gzip_chunks(dset, blocks, options, progress, workers)
+        return dset
     for start, block in blocks:
         dset[start : start + block.shape[0]] = block
         if progress is not None:
             progress(block.shape[0])
     return dset
+
+
+def _shuffle_deflate(chunk: np.ndarray, level: int) -> bytes:
+    """HDF5's shuffle filter (byte planes) followed by its deflate filter (zlib)."""
+    planes = np.ascontiguousarray(chunk).view(np.uint8).reshape(-1, chunk.dtype.itemsize).T
+    return zlib.compress(np.ascontiguousarray(planes).tobytes(), level)
+
+
+def _write_gzip_chunks(
+    dset: h5py.Dataset,
+    blocks: Iterable[tuple[int, np.ndarray]],
+    options: dict[str, Any],
+    progress: Callable[[int], None] | None,
+    workers: int | None,
+) -> None:
+    rows = int(options['chunks'][0])
+    level = int(options['compression_opts'])
+    total = int(dset.shape[0])
+    workers = workers or os.cpu_count() or 1
+    pending: collections.deque[tuple[int, Future[bytes]]] = collections.deque()
+    carry: np.ndarray | None = None
+    carry_start = 0
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            row, future = pending.popleft()
+            dset.id.write_direct_chunk((row, 0, 0), future.result())
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start, block in blocks:
+            if carry is None:
+                carry, carry_start = block, start
+            else:
+                carry = np.concatenate([carry, block])
+            at_end = carry_start + carry.shape[0] == total
+            usable = carry.shape[0] if at_end else carry.shape[0] // rows * rows
+            for offset in range(0, usable, rows):
+                chunk = carry[offset : offset + rows]
+                if chunk.shape[0] < rows:  # the last chunk is stored full-size, padded
+                    padding = np.zeros((rows - chunk.shape[0], *chunk.shape[1:]), chunk.dtype)
+                    chunk = np.concatenate([chunk, padding])
+                future = pool.submit(_shuffle_deflate, chunk, level)
+                pending.append((carry_start + offset, future))
+                drain(2 * workers)
+            carry = carry[usable:] if usable < carry.shape[0] else None
+            carry_start += usable
+            if progress is not None:
+                progress(block.shape[0])
+        drain(0)
 
 
 def write_diffraction_layout(
