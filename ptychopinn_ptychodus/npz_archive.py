@@ -247,26 +247,30 @@ class NpzArchive:
             raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
         return out.T if info.fortran_order else out
 
+    def data_offset(self, key: str) -> int | None:
+        """Byte offset of a stored member's array data in the archive, else None."""
+        info = self._plain_info(key)
+        if info.compressed:
+            return None
+        if key not in self._offsets:
+            zinfo = self._zip.getinfo(info.member)
+            with open(self.path, 'rb') as raw:
+                raw.seek(zinfo.header_offset)
+                fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
+            if fields[0] != b'PK\x03\x04':
+                raise self._fail(f'member {info.member!r} has a corrupt local header')
+            offset = zinfo.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10] + info.header_bytes
+            if offset + info.nbytes > self.path.stat().st_size:
+                raise self._fail(f'array {key!r} extends beyond the end of the file (truncated?)')
+            self._offsets[key] = offset
+        return self._offsets[key]
+
     def memmap(self, key: str) -> np.ndarray | None:
         """A read-only memory map of a stored (uncompressed) member, else None."""
         info = self._plain_info(key)
-        if info.compressed or info.nbytes == 0:
+        offset = self.data_offset(key)
+        if offset is None or info.nbytes == 0:
             return None
-        if key in self._offsets:
-            return self._map(info, self._offsets[key])
-        zinfo = self._zip.getinfo(info.member)
-        with open(self.path, 'rb') as raw:
-            raw.seek(zinfo.header_offset)
-            fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
-        if fields[0] != b'PK\x03\x04':
-            raise self._fail(f'member {info.member!r} has a corrupt local header')
-        offset = zinfo.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10] + info.header_bytes
-        if offset + info.nbytes > self.path.stat().st_size:
-            raise self._fail(f'array {key!r} extends beyond the end of the file (truncated?)')
-        self._offsets[key] = offset
-        return self._map(info, offset)
-
-    def _map(self, info: MemberInfo, offset: int) -> np.ndarray:
         return np.memmap(
             self.path,
             dtype=info.dtype,

@@ -115,6 +115,7 @@ class PtychoPINNDataset:
     stored_comments: str | None = None
     notes: list[str] = field(default_factory=list)
     _spool: IO[bytes] | None = None
+    _direct: IO[bytes] | None = None
     _stream: IO[bytes] | None = None
     _stream_row: int = 0
 
@@ -125,10 +126,10 @@ class PtychoPINNDataset:
         self.close()
 
     def close(self) -> None:
-        for handle in (self._stream, self._spool):
+        for handle in (self._stream, self._spool, self._direct):
             if handle is not None:
                 handle.close()
-        self._stream = self._spool = None
+        self._stream = self._spool = self._direct = None
         self.archive.close()
 
     has_positions: bool = True
@@ -180,34 +181,37 @@ class PtychoPINNDataset:
     ) -> np.ndarray:
         """Source-dtype patterns ``start:stop`` in NHW, cropped, in bounded memory.
 
-        Stored members are memory-mapped afresh for every block and unmapped
-        after the copy, so resident memory never accumulates the file. Deflated
-        pattern-major stacks are decompressed sequentially; deflated HWN (or
-        Fortran-ordered) stacks are first spooled to a temporary file, since a
-        block of patterns is spread over the whole compressed stream.
+        Stored members are read with positioned reads straight into the block
+        (HWN: one read per detector pixel inside the crop), so neither the file
+        nor the uncropped stack ever becomes resident. Deflated pattern-major
+        stacks are inflated sequentially; deflated HWN (or Fortran-ordered)
+        stacks are first spooled to a temporary file, since a block of patterns
+        is spread over the whole compressed stream.
         """
         rows, cols = region if region is not None else (slice(None), slice(None))
         member = self.archive.info(info.key)
-        if member.compressed and info.layout != Layout.HWN and not member.fortran_order:
+        pattern_major = info.layout != Layout.HWN
+        if member.compressed and pattern_major and not member.fortran_order:
             block = self._streamed_rows(info, start, stop)
-            return np.ascontiguousarray(block[:, rows, cols, 0] if info.layout == Layout.NHW1
-                                        else block[:, rows, cols])
-        source = self._mapped_source(info)
-        try:
-            if info.layout == Layout.HWN:
-                view = np.moveaxis(source[rows, cols, start:stop], -1, 0)
-            elif info.layout == Layout.NHW1:
-                view = source[start:stop, rows, cols, 0]
-            else:
-                view = source[start:stop, rows, cols]
-            return np.array(view, order='C')
-        finally:
-            del source
+        elif member.fortran_order:
+            return self._fortran_block(info, start, stop, rows, cols)
+        else:
+            handle, base = self._random_access(info)
+            if not pattern_major:
+                return _gather_hwn(handle, base, member.shape, member.dtype, start, stop, rows, cols)
+            block = np.empty((stop - start, *member.shape[1:]), dtype=member.dtype)
+            row_bytes = block[0].nbytes if block.shape[0] else 0
+            _pread_into(handle, base + start * row_bytes, block)
+        cropped = block[:, rows, cols, 0] if info.layout == Layout.NHW1 else block[:, rows, cols]
+        return np.ascontiguousarray(cropped)
 
-    def _mapped_source(self, info: DiffractionInfo) -> np.ndarray:
-        mapped = self.archive.memmap(info.key)
-        if mapped is not None:
-            return mapped
+    def _random_access(self, info: DiffractionInfo) -> tuple[IO[bytes], int]:
+        """A file and offset where the member's raw array bytes can be read directly."""
+        offset = self.archive.data_offset(info.key)
+        if offset is not None:
+            if self._direct is None:
+                self._direct = open(self.path, 'rb')  # closed in close()
+            return self._direct, offset
         if self._spool is None:
             member = self.archive.info(info.key)
             logger.info('%s: spooling deflated %r (%.2f GiB) to a temporary file',
@@ -216,9 +220,23 @@ class PtychoPINNDataset:
             with self.archive.open_data(info.key) as stream:
                 shutil.copyfileobj(stream, self._spool, SPOOL_CHUNK_BYTES)
             self._spool.flush()
+        return self._spool, 0
+
+    def _fortran_block(
+        self, info: DiffractionInfo, start: int, stop: int, rows: slice, cols: slice
+    ) -> np.ndarray:
         member = self.archive.info(info.key)
-        return np.memmap(self._spool, dtype=member.dtype, mode='r', shape=member.shape,
-                         order='F' if member.fortran_order else 'C')
+        handle, base = self._random_access(info)
+        source = np.memmap(handle, dtype=member.dtype, mode='r', offset=base, shape=member.shape, order='F')
+        if info.layout == Layout.HWN:
+            view = np.moveaxis(source[rows, cols, start:stop], -1, 0)
+        elif info.layout == Layout.NHW1:
+            view = source[start:stop, rows, cols, 0]
+        else:
+            view = source[start:stop, rows, cols]
+        block = np.array(view, order='C')
+        del view, source
+        return block
 
     def _streamed_rows(self, info: DiffractionInfo, start: int, stop: int) -> np.ndarray:
         member = self.archive.info(info.key)
@@ -243,6 +261,49 @@ class PtychoPINNDataset:
             raise InvalidInputError(self.path, problem) from exc
         self._stream_row = stop
         return out
+
+
+def _pread_into(handle: IO[bytes], offset: int, out: np.ndarray) -> None:
+    view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+    filled = 0
+    while filled < len(view):
+        got = os.preadv(handle.fileno(), [view[filled:]], offset + filled)
+        if got <= 0:
+            raise EOFError(f'file ends after {offset + filled} bytes')
+        filled += got
+
+
+def _gather_hwn(
+    handle: IO[bytes],
+    base: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    start: int,
+    stop: int,
+    rows: slice,
+    cols: slice,
+) -> np.ndarray:
+    """Patterns ``start:stop`` of a C-ordered (H, W, M) stack, reading only cropped pixels."""
+    height, width, total = shape
+    ys = range(height)[rows]
+    xs = range(width)[cols]
+    count = stop - start
+    buffer = np.empty((len(ys), len(xs), count), dtype=dtype)
+    flat = memoryview(buffer.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+    run = count * dtype.itemsize
+    fd = handle.fileno()
+    position = 0
+    for y in ys:
+        for x in xs:
+            offset = base + ((y * width + x) * total + start) * dtype.itemsize
+            filled = 0
+            while filled < run:
+                got = os.preadv(fd, [flat[position + filled : position + run]], offset + filled)
+                if got <= 0:
+                    raise EOFError(f'file ends inside pixel ({y}, {x})')
+                filled += got
+            position += run
+    return np.ascontiguousarray(np.moveaxis(buffer, -1, 0))
 
 
 def convert_domain(raw: np.ndarray, info: DiffractionInfo, domain: Domain) -> np.ndarray:

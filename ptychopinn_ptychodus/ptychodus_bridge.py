@@ -10,9 +10,12 @@ by entry-point name, and it imports nothing heavy until Ptychodus calls it.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 GROUP = 'ptychodus.plugins'
+#: Set to 1 to make the bridge do nothing (diagnosis, benchmarks).
+DISABLE_VARIABLE = 'PTYCHOPINN_PTYCHODUS_DISABLE'
 _MARK = '_ptychopinn_bridge_loaded'
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ def _entry_points() -> list[Any]:
 
 def register_plugins(registry: Any) -> None:
     """Call every ``ptychodus.plugins`` entry point once per registry, never raising."""
+    if os.environ.get(DISABLE_VARIABLE, '') not in ('', '0'):
+        logger.info('%s is set; not loading %s entry points', DISABLE_VARIABLE, GROUP)
+        return
     try:
         loaded: set[tuple[str, str]] = registry.__dict__.setdefault(_MARK, set())
         eps = _entry_points()

@@ -44,8 +44,8 @@ def test_seed_flags_land_in_the_product(sample_npz, run_cli, tmp_path, h5_attrs,
     npz, arrays = sample_npz()
     out = tmp_path / 'run1084_product.h5'
 
-    result = run_cli('--input-npz', npz, '--output-product', out, *_flags(SEED_FLAGS), '--include-diffraction',
-                     script=script)
+    result = run_cli('--input-npz', npz, '--output-product', out, *_flags(SEED_FLAGS),
+                     '--include-diffraction', script=script)
 
     assert result.returncode == 0, result
     attrs = h5_attrs(out)
@@ -254,9 +254,10 @@ def test_reverse_direction(sample_npz, run_cli, tmp_path):
 # -- failures -------------------------------------------------------------------------------------
 
 
-def test_missing_input(run_cli, tmp_path):
+@pytest.mark.parametrize('script', [False, True], ids=['python-m', 'console-script'])
+def test_missing_input(run_cli, tmp_path, script):
     out = tmp_path / 'out.h5'
-    result = run_cli('--input-npz', tmp_path / 'nowhere.npz', '--output-product', out)
+    result = run_cli('--input-npz', tmp_path / 'nowhere.npz', '--output-product', out, script=script)
     assert_clean_failure(result, out)
     assert 'nowhere.npz' in result.stderr
 
@@ -368,6 +369,36 @@ def test_batch_with_one_bad_input(sample_npz, run_cli, tmp_path):
     assert any('FAIL' in line.upper() for line in summary['broken'])
     assert not any('FAIL' in line.upper() for line in summary['first'] + summary['third'])
     assert not [p for p in folder.iterdir() if p.name.endswith('.ptychopinn-tmp')]
+
+
+def test_batch_in_parallel(sample_npz, run_cli, tmp_path):
+    first, _ = sample_npz('first.npz')
+    second, _ = sample_npz('second.npz', layout='HWN')
+    bad = tmp_path / 'broken.npz'
+    bad.write_bytes(b'PK\x03\x04 not really')
+    folder = tmp_path / 'products'
+    folder.mkdir()
+
+    result = run_cli('--input-npz', first, bad, second, '--output-dir', folder, '--jobs', '2',
+                     '--write-diffraction-file')
+
+    assert result.returncode != 0, result
+    assert 'Traceback' not in result.stdout + result.stderr
+    for stem in ('first', 'second'):
+        load_product(folder / f'{stem}.h5')
+        load_diffraction_data(folder / f'{stem}.diffraction.h5')
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ['first.h5', 'first.diffraction.h5', 'second.h5', 'second.diffraction.h5'])
+    assert 'broken.npz' in result.stdout
+
+
+def test_unknown_key_in_metadata_json(sample_npz, run_cli, tmp_path, json_file):
+    npz, _ = sample_npz()
+    sidecar = json_file('meta.json', {'photon_energy_ev_typo': 9000})
+    out = tmp_path / 'out.h5'
+    result = run_cli('--input-npz', npz, '--output-product', out, '--metadata-json', sidecar)
+    assert_clean_failure(result, out)
+    assert 'photon_energy_ev_typo' in result.stderr
 
 
 def test_batch_needs_output_dir(sample_npz, run_cli, tmp_path):

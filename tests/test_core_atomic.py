@@ -12,7 +12,7 @@ from ptychopinn_ptychodus.conversion import ExportMeta, export_product, import_p
 from ptychopinn_ptychodus.errors import InvalidInputError, OutputError
 
 
-class Boom(RuntimeError):
+class BoomError(RuntimeError):
     pass
 
 
@@ -99,12 +99,12 @@ def test_failure_mid_write_leaves_no_product(sample_npz, tmp_path, monkeypatch, 
     def write_then_fail(h5, product):
         real_write_product(h5, product)  # the file is half done when we fail
         h5.flush()
-        raise Boom('disk on fire')
+        raise BoomError('disk on fire')
 
     monkeypatch.setattr(conversion, 'write_product', write_then_fail)
     out = tmp_path / 'out.h5'
 
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         export_product(npz, out)
 
     assert not out.exists()
@@ -119,10 +119,10 @@ def test_failure_mid_write_keeps_the_old_file_when_overwriting(sample_npz, tmp_p
     original = out.read_bytes()
 
     def fail(h5, product):
-        raise Boom('interrupted')
+        raise BoomError('interrupted')
 
     monkeypatch.setattr(conversion, 'write_product', fail)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         export_product(npz, out, ExportMeta(name='bad'), overwrite=True)
 
     assert out.read_bytes() == original
@@ -138,10 +138,10 @@ def test_failure_in_the_pattern_stack_leaves_nothing(sample_npz, tmp_path, monke
     def fail_late(parent, name, shape, dtype, blocks, **kwargs):
         calls.append(name)
         real(parent, name, shape, dtype, blocks, **kwargs)
-        raise Boom('failed after the stack')
+        raise BoomError('failed after the stack')
 
     monkeypatch.setattr(conversion, 'write_pattern_stack', fail_late)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         export_product(npz, tmp_path / 'out.h5')
 
     assert calls
@@ -154,10 +154,10 @@ def test_diffraction_failure_takes_the_product_with_it(sample_npz, tmp_path, mon
     npz, _ = sample_npz()
 
     def fail(*args, **kwargs):
-        raise Boom('diffraction writer failed')
+        raise BoomError('diffraction writer failed')
 
     monkeypatch.setattr(conversion, 'write_diffraction_layout', fail)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         export_product(npz, tmp_path / 'p.h5', diffraction_output=tmp_path / 'd.h5')
 
     assert not (tmp_path / 'p.h5').exists()
@@ -170,10 +170,10 @@ def test_import_failure_leaves_no_npz(sample_npz, tmp_path, monkeypatch, no_left
     export_product(npz, tmp_path / 'p.h5')
 
     def fail(*args, **kwargs):
-        raise Boom('npz writer failed')
+        raise BoomError('npz writer failed')
 
     monkeypatch.setattr(conversion, 'write_npz', fail)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         import_product(tmp_path / 'p.h5', tmp_path / 'back.npz')
 
     assert not (tmp_path / 'back.npz').exists()

@@ -174,7 +174,8 @@ def test_the_evil_payload_works_when_unpickled(base_arrays, npz_from_arrays, tmp
 def test_object_arrays_are_refused_not_unpickled(base_arrays, npz_from_arrays, tmp_path, key):
     marker = tmp_path / 'pwned'
     arrays = base_arrays()
-    arrays[key] = _evil(marker, (9,) if key in ('xcoords', 'scan_index') else arrays.get(key, np.zeros(1)).shape)
+    shape = (9,) if key in ('xcoords', 'scan_index') else arrays[key].shape
+    arrays[key] = _evil(marker, shape)
     npz = npz_from_arrays('evil.npz', **arrays)
 
     expect_invalid(npz, key, r'object|pickle|dtype', tmp_path=tmp_path)

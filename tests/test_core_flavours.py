@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from ptychodus.api.io import load_product
+from ptychodus.api.io import load_diffraction_data, load_product
 
 from ptychopinn_ptychodus.conversion import export_product
 
@@ -222,3 +222,20 @@ def test_bad_pixels_carried(sample_npz, npz_from_arrays, tmp_path):
 
     with h5py.File(tmp_path / 'out.h5', 'r') as h5:
         np.testing.assert_array_equal(h5['raw_data/bad_pixels'][()], bad)
+
+
+@pytest.mark.parametrize('compress', [False, True], ids=['stored', 'deflated'])
+@pytest.mark.parametrize('layout', ['NHW', 'HWN'])
+def test_fortran_ordered_stack(sample_npz, npz_from_arrays, tmp_path, compress, layout):
+    """numpy.savez keeps Fortran order (e.g. a stack built with order='F'); values must not be scrambled."""
+    _, arrays = sample_npz(layout=layout)
+    arrays['diffraction'] = np.asfortranarray(arrays['diffraction'])
+    npz = npz_from_arrays('fortran.npz', compress=compress, **arrays)
+    out, diffraction = tmp_path / 'out.h5', tmp_path / 'd.h5'
+
+    export_product(npz, out, diffraction_output=diffraction)
+
+    stack, attrs = _raw_diffraction(out)
+    np.testing.assert_array_equal(stack, _nhw(arrays['diffraction'], layout))
+    patterns = load_diffraction_data(diffraction).get_patterns()
+    np.testing.assert_allclose(patterns, _nhw(arrays['diffraction'], layout).astype(np.float64) ** 2, rtol=1e-6)

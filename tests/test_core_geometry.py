@@ -141,7 +141,8 @@ def test_object_grid_round_trip(width, height, pixel_width, pixel_height, centre
     centre_x=centres, centre_y=centres,
     x=st.floats(min_value=-100, max_value=5000), y=st.floats(min_value=-100, max_value=5000),
 )
-def test_object_grid_agrees_with_ptychodus(width, height, pixel_width, pixel_height, centre_x, centre_y, x, y):
+def test_object_grid_agrees_with_ptychodus(width, height, pixel_width, pixel_height, centre_x, centre_y,
+                                           x, y):
     from ptychodus.api.object import ObjectPosition
 
     grid = ObjectGrid(width, height, pixel_width, pixel_height, centre_x, centre_y)

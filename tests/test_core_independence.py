@@ -68,12 +68,14 @@ def test_cli_without_ptychodus(tmp_path):
         from ptychopinn_ptychodus.sample import write_sample
         from ptychopinn_ptychodus.cli import main
         write_sample(sys.argv[1] + '/in.npz', pattern_px=16, scan_side=3)
-        raise SystemExit(main(['--input-npz', sys.argv[1] + '/in.npz', '--output-product', sys.argv[1] + '/p.h5',
-                               '--quiet']))
+        folder = sys.argv[1]
+        argv = ['--input-npz', folder + '/in.npz', '--output-product', folder + '/p.h5', '--quiet']
+        raise SystemExit(main(argv))
         '''
     )
     result = subprocess.run(
-        [sys.executable, '-c', script, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, '-c', script, str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / 'p.h5').exists()

@@ -142,8 +142,8 @@ def test_tike_converts_and_ptychodus_reads_it(tike_npz, tmp_path, product_pixels
     path, arrays = tike_npz
     product, diffraction = tmp_path / 'tike.h5', tmp_path / 'tike.diffraction.h5'
 
-    report = export_product(path, product, ExportMeta(object_pixel_width_m=PIXEL, object_pixel_height_m=PIXEL),
-                            diffraction_output=diffraction, compression='lzf')
+    meta = ExportMeta(object_pixel_width_m=PIXEL, object_pixel_height_m=PIXEL)
+    report = export_product(path, product, meta, diffraction_output=diffraction)
 
     assert 'intensity' in report.diffraction
     x_px, y_px = product_pixels(product)
