@@ -41,9 +41,10 @@ def check_destination(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
 
 
 def describe_os_error(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
+    text = str(exc).lower()
+    if exc.errno == errno.ENOSPC or 'no space left' in text:
         return 'no space left on device'
-    if exc.errno == errno.EFBIG:
+    if exc.errno == errno.EFBIG or 'file too large' in text:
         return 'file size limit exceeded'
     if exc.errno == errno.EDQUOT:
         return 'disk quota exceeded'

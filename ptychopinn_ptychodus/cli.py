@@ -250,9 +250,35 @@ def _run_one(job: Job, args: argparse.Namespace, meta: ExportMeta) -> tuple[str,
     return report.summary(), None
 
 
+def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--flag -7e-7`` -> ``--flag=-7e-7``: argparse would take ``-7e-7`` for an option."""
+    takes_value = {
+        option for action in parser._actions if action.nargs is None and action.option_strings
+        for option in action.option_strings
+    }
+    out: list[str] = []
+    tokens = list(argv)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if token in takes_value and following is not None and following.startswith('-'):
+            try:
+                float(following)
+            except ValueError:
+                pass
+            else:
+                out.append(f'{token}={following}')
+                index += 2
+                continue
+        out.append(token)
+        index += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv, parser))
     _configure_logging(args)
     try:
         with _signals_raise():
@@ -329,4 +355,6 @@ def _worker_init() -> None:
 
 def run() -> None:
     """Console-script entry point."""
+    if hasattr(signal, 'SIGXFSZ'):  # a file-size limit must be an error, not a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     sys.exit(main())

@@ -441,8 +441,7 @@ def _write_product_file(
         amp_dtype = _bundle_dtype(info.dtype, info.domain)
         stack = write_pattern_stack(
             group, 'diffraction', info.nhw_shape, amp_dtype,
-            ((start, block.astype(amp_dtype, copy=False)) for start, block in
-             dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.AMPLITUDE)),
+            dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.AMPLITUDE, dtype=amp_dtype),
             compression=compression, level=level, progress=progress,
         )
         stack.attrs.update({

@@ -18,6 +18,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,12 @@ MAX_HEADER_BYTES = 10_000
 #: Largest pickled ``_metadata`` member we are willing to look at.
 MAX_METADATA_BYTES = 1 << 20
 _LOCAL_HEADER = struct.Struct('<4sHHHHHIIIHH')
+#: Deflate cannot expand data more than about 1032:1; a member claiming more lies.
+MAX_DEFLATE_RATIO = 1100
+#: More members than any PtychoPINN dataset has; guards against zip-bomb fan-out.
+MAX_MEMBERS = 4096
+#: Errors that mean "the archive's bytes are bad", wherever they surface.
+CORRUPT_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, ValueError, OSError)
 
 
 def available_memory_bytes() -> int | None:
@@ -65,6 +72,7 @@ class MemberInfo:
     compressed: bool
     header_bytes: int
     member_bytes: int
+    crc: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -143,7 +151,10 @@ class NpzArchive:
     def _scan(self) -> dict[str, MemberInfo]:
         archive_bytes = self.path.stat().st_size
         members: dict[str, MemberInfo] = {}
-        for zinfo in self._zip.infolist():
+        infolist = self._zip.infolist()
+        if len(infolist) > MAX_MEMBERS:
+            raise self._fail(f'has {len(infolist)} members; refusing more than {MAX_MEMBERS}')
+        for zinfo in infolist:
             if zinfo.is_dir() or not zinfo.filename.endswith('.npy'):
                 logger.debug('%s: ignoring non-array member %r', self.path, zinfo.filename)
                 continue
@@ -160,6 +171,11 @@ class NpzArchive:
                 )
             if zinfo.compress_type == zipfile.ZIP_STORED and zinfo.compress_size != zinfo.file_size:
                 raise self._fail(f'member {zinfo.filename!r} has inconsistent stored sizes')
+            if zinfo.file_size > MAX_DEFLATE_RATIO * max(zinfo.compress_size, 1) + 1024:
+                raise self._fail(
+                    f'member {zinfo.filename!r} claims to inflate {zinfo.compress_size} bytes to '
+                    f'{zinfo.file_size} (impossible for deflate; a zip bomb or a corrupt directory)'
+                )
             key = zinfo.filename[: -len('.npy')]
             members[key] = self._read_header(zinfo, key)
         if not members:
@@ -181,7 +197,7 @@ class NpzArchive:
                 else:
                     raise ValueError(f'unsupported .npy version {version}')
                 header_bytes = stream.tell()
-        except (ValueError, EOFError, zipfile.BadZipFile, struct.error, OSError, SyntaxError) as exc:
+        except (*CORRUPT_ERRORS, SyntaxError) as exc:
             raise self._fail(f'member {zinfo.filename!r} is not a valid .npy array: {exc}') from exc
         info = MemberInfo(
             key=key,
@@ -192,6 +208,7 @@ class NpzArchive:
             compressed=zinfo.compress_type != zipfile.ZIP_STORED,
             header_bytes=header_bytes,
             member_bytes=zinfo.file_size,
+            crc=zinfo.CRC,
         )
         if any(n < 0 for n in info.shape):
             raise self._fail(f'array {key!r} declares a negative dimension {info.shape}')
@@ -243,7 +260,7 @@ class NpzArchive:
         try:
             with self.open_data(key) as stream:
                 read_into(stream, out)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        except CORRUPT_ERRORS as exc:
             raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
         return out.T if info.fortran_order else out
 
@@ -264,6 +281,26 @@ class NpzArchive:
                 raise self._fail(f'array {key!r} extends beyond the end of the file (truncated?)')
             self._offsets[key] = offset
         return self._offsets[key]
+
+    def header_crc(self, key: str) -> int:
+        """CRC-32 of a stored member's ``.npy`` header, to continue over its data."""
+        info = self._plain_info(key)
+        offset = self.data_offset(key)
+        if offset is None:
+            raise self._fail(f'array {key!r} is compressed; its CRC is checked while inflating')
+        with open(self.path, 'rb') as raw:
+            raw.seek(offset - info.header_bytes)
+            return zlib.crc32(raw.read(info.header_bytes))
+
+    def verify_crc(self, key: str) -> None:
+        """Read a member through zipfile once, which checks its CRC-32."""
+        info = self.info(key)
+        try:
+            with self._zip.open(info.member) as stream:
+                while stream.read(8 << 20):
+                    pass
+        except CORRUPT_ERRORS as exc:
+            raise self._fail(f'array {key!r} is corrupt: {exc}') from exc
 
     def memmap(self, key: str) -> np.ndarray | None:
         """A read-only memory map of a stored (uncompressed) member, else None."""
@@ -293,7 +330,7 @@ class NpzArchive:
                     block = np.empty((min(rows_per_block, total - start), *tail), info.dtype)
                     read_into(stream, block)
                     yield block
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        except CORRUPT_ERRORS as exc:
             raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
 
     def read_metadata(self, key: str = '_metadata') -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import tempfile
-import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import AmbiguousLayoutError, InvalidInputError
-from .npz_archive import NpzArchive, available_memory_bytes, read_into
+from .npz_archive import CORRUPT_ERRORS, NpzArchive, available_memory_bytes, read_into
 
 logger = logging.getLogger(__name__)
 
@@ -158,11 +158,12 @@ class PtychoPINNDataset:
         *,
         domain: Domain | None = None,
         region: tuple[slice, slice] | None = None,
+        dtype: np.dtype[Any] | None = None,
     ) -> np.ndarray:
         """Patterns ``start:stop`` as (n, H, W), cropped, then put in ``domain``."""
         info = self._require_diffraction()
         raw = self._raw_block(info, start, stop, region)
-        return convert_domain(raw, info, domain or info.domain)
+        return convert_domain(raw, info, domain or info.domain, dtype)
 
     def iter_pattern_blocks(
         self,
@@ -170,11 +171,30 @@ class PtychoPINNDataset:
         *,
         domain: Domain | None = None,
         region: tuple[slice, slice] | None = None,
+        dtype: np.dtype[Any] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
+        """Every pattern, block by block; a full pass also checks the zip CRC-32.
+
+        Positioned reads of stored members bypass zipfile's own CRC check, so a
+        complete pass (no crop) verifies it here: incrementally for
+        pattern-major stacks, with one extra sequential read otherwise. The
+        check fails after the last block, before any output is published.
+        """
         info = self._require_diffraction()
+        member = self.archive.info(info.key)
+        verify = region is None and not member.compressed
+        incremental = verify and info.layout != Layout.HWN and not member.fortran_order
+        crc = self.archive.header_crc(info.key) if incremental else 0
         for start in range(0, info.num_patterns, block_patterns):
             stop = min(start + block_patterns, info.num_patterns)
-            yield start, self.read_patterns(start, stop, domain=domain, region=region)
+            raw = self._raw_block(info, start, stop, region)
+            if incremental:
+                crc = zlib.crc32(raw.data, crc)
+            yield start, convert_domain(raw, info, domain or info.domain, dtype)
+        if incremental and crc != member.crc:
+            raise InvalidInputError(self.path, f'{info.key} fails its CRC-32 check (corrupt data)')
+        if verify and not incremental:
+            self.archive.verify_crc(info.key)
 
     def _raw_block(
         self, info: DiffractionInfo, start: int, stop: int, region: tuple[slice, slice] | None
@@ -256,7 +276,7 @@ class PtychoPINNDataset:
         out = np.empty((stop - start, *row_shape), dtype=member.dtype)
         try:
             read_into(self._stream, out)
-        except (EOFError, OSError, zipfile.BadZipFile) as exc:
+        except CORRUPT_ERRORS as exc:
             problem = f'{info.key} cannot be read (corrupt archive?): {exc}'
             raise InvalidInputError(self.path, problem) from exc
         self._stream_row = stop
@@ -306,11 +326,13 @@ def _gather_hwn(
     return np.ascontiguousarray(np.moveaxis(buffer, -1, 0))
 
 
-def convert_domain(raw: np.ndarray, info: DiffractionInfo, domain: Domain) -> np.ndarray:
-    """Square amplitudes or root intensities; a same-domain request is a no-op."""
+def convert_domain(
+    raw: np.ndarray, info: DiffractionInfo, domain: Domain, dtype: np.dtype[Any] | None = None
+) -> np.ndarray:
+    """Square amplitudes or root intensities (computed in ``dtype`` when given)."""
     if domain == info.domain:
-        return raw
-    out_dtype = info.output_dtype(domain)
+        return raw if dtype is None else raw.astype(dtype, copy=False)
+    out_dtype = dtype or info.output_dtype(domain)
     values = raw.astype(out_dtype, copy=True)
     if domain == Domain.INTENSITY:
         np.square(values, out=values)

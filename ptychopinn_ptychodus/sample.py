@@ -44,9 +44,8 @@ def simulate(
     probe = (np.exp(-((radius / (0.22 * n)) ** 2)) * np.exp(1j * radius**2 / (2.0 * n))).astype(np.complex64)
     if probe_modes > 1:
         weights = np.linspace(1.0, 0.3, probe_modes)[:, None, None]
-        probe = (probe[None] * weights * np.exp(1j * np.arange(probe_modes) * py / n)[:, None]).astype(
-            np.complex64
-        )
+        tilt = np.exp(1j * np.arange(probe_modes)[:, None, None] * py / n)
+        probe = (probe[None] * weights * tilt).astype(np.complex64)
 
     grid = np.arange(scan_side) * step_px + margin
     ys, xs = np.meshgrid(grid, grid, indexing='ij')

@@ -1,0 +1,265 @@
+"""Our readers driven through Ptychodus's own model layer (``ModelCore``), as the GUI drives them.
+
+SPEC section 5: ``block=True`` loads, products bound to the loaded dataset, and
+``chooser.get_strategy_by_name`` checks that ``file_type`` really selected our
+plugin (an unknown name only logs and keeps the previous one). Everything that
+comes back is checked with Ptychodus's own code (``ptychodus.api.io``,
+``ObjectGeometry.map_probe_positions_to_object_*_px``) against the arrays that
+were written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ptychodus.api.io import load_product, save_ptychopinn_training_data
+from ptychodus.api.reconstruct import ReconstructInput
+from ptychodus.model import ModelCore
+
+from ptychopinn_ptychodus import plugin
+from ptychopinn_ptychodus.conversion import export_product
+from ptychopinn_ptychodus.sample import write_sample
+
+NPZ = plugin.NPZ_SIMPLE_NAME
+H5 = plugin.H5_SIMPLE_NAME
+SMALL = {'pattern_px': 16, 'scan_side': 3}
+
+
+@pytest.fixture
+def core() -> Iterator[ModelCore]:
+    with ModelCore() as model:
+        model.diffraction_core.diffraction_settings.crop_enabled.set_value(False)
+        yield model
+
+
+@pytest.fixture
+def pinn(tmp_path: Path):
+    """``pinn(name, **write_sample options) -> (path, arrays)`` in ``tmp_path``."""
+
+    def make(name: str = 'sample.npz', **options: Any) -> tuple[Path, dict[str, np.ndarray]]:
+        path = tmp_path / name
+        return path, write_sample(path, **{**SMALL, **options})
+
+    return make
+
+
+def pixels(product: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in object pixels, computed by Ptychodus from the product's own geometry."""
+    geometry = product.object_.get_geometry()
+    positions = product.probe_positions
+    return (np.asarray(geometry.map_probe_positions_to_object_x_px(positions)),
+            np.asarray(geometry.map_probe_positions_to_object_y_px(positions)))
+
+
+def assert_ours_selected(chooser: Any, simple_name: str, expected_type: type) -> None:
+    strategy = chooser.get_strategy_by_name(simple_name)
+    assert type(strategy) is expected_type
+    current = chooser.get_current_plugin()
+    assert current.simple_name == simple_name and current.strategy is strategy
+
+
+def load_pair(core: ModelCore, path: Path, file_type: str = NPZ) -> tuple[Any, Any]:
+    """Diffraction, then the product bound to it, both through ``file_type``."""
+    wf = core.workflow_api
+    diffraction = wf.load_diffraction_data(path, file_type=file_type, block=True)
+    core.run_tasks()
+    readers = core.plugin_registry.diffraction_file_readers
+    assert_ours_selected(readers, file_type,
+                         plugin.NPZDiffractionFileReader if file_type == NPZ
+                         else plugin.BundledDiffractionFileReader)
+    product = wf.load_product(path, file_type=file_type, diffraction=diffraction)
+    core.run_tasks()
+    assert_ours_selected(core.plugin_registry.product_file_readers, file_type,
+                         plugin.NPZProductFileReader if file_type == NPZ
+                         else plugin.BundledProductFileReader)
+    return diffraction, product
+
+
+def test_unknown_file_type_would_not_select_ours(core):
+    """Guards the pitfall the other tests rely on catching: a typo keeps the previous reader."""
+    chooser = core.plugin_registry.diffraction_file_readers
+    before = chooser.get_current_plugin()
+    chooser.set_current_plugin('PtychoPINN_NPZ_typo')
+    assert chooser.get_current_plugin() is before
+    with pytest.raises(LookupError):
+        chooser.get_strategy_by_name('PtychoPINN_NPZ_typo')
+
+
+def test_our_simple_name_is_found_first(core):
+    for chooser in (core.plugin_registry.diffraction_file_readers,
+                    core.plugin_registry.product_file_readers):
+        names = [p.simple_name.casefold() for p in chooser]
+        assert names.count(NPZ.casefold()) == 1
+        assert chooser.find_plugin(NPZ).simple_name == NPZ
+
+
+def test_amplitude_npz_loads_as_intensities_and_round_trips_through_hdf5(core, pinn, tmp_path):
+    path, arrays = pinn()
+    diffraction, product = load_pair(core, path)
+
+    patterns = diffraction.get_assembled_data().get_patterns()
+    expected = np.square(arrays['diffraction'].astype(np.float32))
+    assert patterns.shape == expected.shape
+    np.testing.assert_allclose(patterns, expected, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(diffraction.get_assembled_data().get_indexes(),
+                                  np.arange(len(arrays['xcoords'])))
+
+    loaded = product.get_product()
+    assert len(loaded.probe_positions) == len(arrays['xcoords'])
+    np.testing.assert_array_equal(loaded.probe_positions.get_indexes(), np.arange(len(arrays['xcoords'])))
+
+    out = tmp_path / 'product.h5'
+    product.save_product(out, file_type='HDF5')
+    writer = core.plugin_registry.product_file_writers.get_current_plugin()
+    assert writer.simple_name == 'HDF5'
+
+    reopened = load_product(out)
+    obj = np.asarray(reopened.object_.get_array())
+    assert obj.shape[0] == 1
+    np.testing.assert_array_equal(obj[0], arrays['objectGuess'])
+    probe = np.asarray(reopened.probes.get_array())
+    np.testing.assert_array_equal(probe.reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
+    assert probe.size == arrays['probeGuess'].size
+    x_px, y_px = pixels(reopened)
+    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(reopened.probe_positions.get_indexes(),
+                                  np.arange(len(arrays['xcoords'])))
+
+
+def test_uint16_counts_in_hwn_layout_load_exactly(core, pinn, tmp_path):
+    path, arrays = pinn(key='diff3d', layout='HWN', counts=True)
+    counts = arrays['diff3d']
+    assert counts.dtype == np.uint16 and counts.shape[-1] == len(arrays['xcoords'])
+    diffraction, product = load_pair(core, path)
+
+    patterns = diffraction.get_assembled_data().get_patterns()
+    np.testing.assert_array_equal(patterns, np.moveaxis(counts, -1, 0))
+
+    out = tmp_path / 'product.h5'
+    product.save_product(out, file_type='HDF5')
+    reopened = load_product(out)
+    np.testing.assert_array_equal(np.asarray(reopened.object_.get_array())[0], arrays['objectGuess'])
+    np.testing.assert_array_equal(
+        np.asarray(reopened.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
+    x_px, y_px = pixels(reopened)
+    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('beam_center', [None, 64], ids=['ptychodus-default-centre', 'detector-centre'])
+def test_default_crop_is_applied_by_ptychodus(pinn, beam_center):
+    """Crop enabled with Ptychodus's default 64x64 window on a 128x128 sample.
+
+    Ptychodus's headless default beam centre is (32, 32); the Open Dataset wizard
+    moves it to the detector centre (width // 2). Either way the patterns must be
+    exactly the window Ptychodus asked our lazy reader for.
+    """
+    path, arrays = pinn('big.npz', pattern_px=128, scan_side=4)
+    intensities = np.square(arrays['diffraction'].astype(np.float32))
+    with ModelCore() as core:
+        settings = core.diffraction_core.diffraction_settings
+        assert settings.crop_enabled.get_value() is True
+        size = (settings.crop_height_px.get_value(), settings.crop_width_px.get_value())
+        assert size == (64, 64)
+        if beam_center is not None:
+            settings.beam_center_x_px.set_value(beam_center)
+            settings.beam_center_y_px.set_value(beam_center)
+        cy, cx = settings.beam_center_y_px.get_value(), settings.beam_center_x_px.get_value()
+        diffraction = core.workflow_api.load_diffraction_data(path, file_type=NPZ, block=True)
+        core.run_tasks()
+        assert_ours_selected(core.plugin_registry.diffraction_file_readers, NPZ,
+                             plugin.NPZDiffractionFileReader)
+        patterns = diffraction.get_assembled_data().get_patterns()
+    assert patterns.shape == (16, 64, 64)
+    window = intensities[:, cy - 32 : cy + 32, cx - 32 : cx + 32]
+    np.testing.assert_allclose(patterns, window, rtol=1e-6, atol=0)
+    if beam_center == 64:
+        np.testing.assert_allclose(patterns, intensities[:, 32:96, 32:96], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize('counts', [False, True], ids=['amplitude', 'uint16-counts'])
+def test_converted_bundle_opens_as_diffraction_and_product(core, pinn, tmp_path, counts):
+    key = 'diff3d' if counts else 'diffraction'
+    path, arrays = pinn(key=key, counts=counts)
+    bundle = tmp_path / 'converted.h5'
+    export_product(path, bundle, include_raw=True)
+
+    diffraction, product = load_pair(core, bundle, file_type=H5)
+    patterns = diffraction.get_assembled_data().get_patterns()
+    if counts:
+        np.testing.assert_array_equal(patterns, arrays['diff3d'])
+    else:
+        np.testing.assert_allclose(patterns, np.square(arrays['diffraction'].astype(np.float32)),
+                                   rtol=1e-6, atol=0)
+
+    loaded = product.get_product()
+    np.testing.assert_array_equal(np.asarray(loaded.object_.get_array())[0], arrays['objectGuess'])
+    np.testing.assert_array_equal(
+        np.asarray(loaded.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
+    x_px, y_px = pixels(loaded)
+    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+
+
+def test_ptychodus_training_npz_reopens_through_our_readers(core, pinn, tmp_path):
+    """``save_ptychopinn_training_data`` writes intensities as ``diff3d``; ours must read them back."""
+    path, arrays = pinn(key='diff3d', counts=True)
+    _, product = load_pair(core, path)
+    source = product.get_product()
+    # Built by hand from its fields, from the product our reader produced and Ptychodus holds.
+    patterns = product.get_reconstruct_input().diffraction_patterns
+    np.testing.assert_array_equal(patterns, arrays['diff3d'])
+    parameters = ReconstructInput(
+        diffraction_patterns=patterns,
+        bad_pixels=np.zeros(patterns.shape[1:], dtype=bool),
+        product=source,
+    )
+    training = tmp_path / 'training.npz'
+    save_ptychopinn_training_data(training, parameters, inpaint_bad_pixels=False)
+    with np.load(training, allow_pickle=False) as z:
+        assert z['diff3d'].dtype == np.uint16
+        assert z['probeGuess'].ndim == 3  # Ptychodus writes the (modes, N, N) stack
+
+    diffraction2, product2 = load_pair(core, training)
+    np.testing.assert_array_equal(diffraction2.get_assembled_data().get_patterns(), arrays['diff3d'])
+    reopened = product2.get_product()
+    x0, y0 = pixels(source)
+    x1, y1 = pixels(reopened)
+    np.testing.assert_allclose(x1, x0, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y1, y0, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(x1, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(reopened.object_.get_array())[0], arrays['objectGuess'])
+    np.testing.assert_array_equal(
+        np.asarray(reopened.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
+
+
+def test_object_sampling_agrees_with_the_bound_dataset_when_the_physics_is_given(core, pinn):
+    """With energy, distance and object pixel size known (sidecar), diffraction and product must agree.
+
+    Ptychodus derives the pixel size it reconstructs at from the bound dataset
+    (lambda * z / (N * detector pixel)). The converter derives the detector pixel
+    size from exactly these three values (``resolve_meta``); the plugin's
+    diffraction reader must do the same, or Ptychodus warns that the object "will
+    reconstruct at the wrong scale".
+    """
+    path, arrays = pinn()
+    sidecar = {'photon_energy_eV': 10000.0, 'detector_distance_m': 2.0, 'object_pixel_size_m': 20e-9}
+    path.with_suffix('.json').write_text(json.dumps(sidecar), encoding='utf-8')
+    _, product = load_pair(core, path)
+
+    item = core.product_core.product_repository[product.get_product_index()]
+    loaded = product.get_product()
+    ours = loaded.object_.get_pixel_geometry()
+    assert ours.width_m == pytest.approx(20e-9, rel=1e-12)
+    expected = item.get_geometry().get_object_geometry().get_pixel_geometry()
+    assert expected.width_m == pytest.approx(ours.width_m, rel=1e-9), (
+        f'Ptychodus samples this product at {expected.width_m:.6g} m but the object from the NPZ is '
+        f'at {ours.width_m:.6g} m: the diffraction reader left the detector pixel size unset'
+    )
+    assert expected.height_m == pytest.approx(ours.height_m, rel=1e-9)
