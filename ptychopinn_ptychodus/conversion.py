@@ -73,6 +73,8 @@ ZERO_DEFAULTS = (
     'object_center_y_m',
 )
 NOTE_PREFIX = '[ptychopinn-ptychodus]'
+#: Patterns are converted in blocks of about this size.
+BLOCK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,7 @@ def export_product(
     compression_level: int | None = None,
     progress: Callable[[int], None] | None = None,
     dry_run: bool = False,
+    block_bytes: int = BLOCK_BYTES,
 ) -> ExportReport:
     """Convert a PtychoPINN NPZ into a Ptychodus product (and/or diffraction file).
 
@@ -361,12 +364,13 @@ def export_product(
                 _write_product_file(
                     tmp, dataset, product, bundle=bundle,
                     compression=compression, level=compression_level, progress=progress,
+                    block_bytes=block_bytes,
                 )
             if diffraction_output is not None:
                 tmp = outputs.enter_context(atomic_output(diffraction_output, overwrite=overwrite))
                 _write_diffraction_file(
                     tmp, dataset, resolved, compression=compression,
-                    level=compression_level, progress=progress,
+                    level=compression_level, progress=progress, block_bytes=block_bytes,
                 )
     return report
 
@@ -412,6 +416,7 @@ def _write_product_file(
     compression: Compression,
     level: int | None,
     progress: Callable[[int], None] | None,
+    block_bytes: int,
 ) -> None:
     assert dataset.probe is not None
     with h5py.File(tmp, 'w') as h5:
@@ -441,7 +446,9 @@ def _write_product_file(
         amp_dtype = _bundle_dtype(info.dtype, info.domain)
         stack = write_pattern_stack(
             group, 'diffraction', info.nhw_shape, amp_dtype,
-            dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.AMPLITUDE, dtype=amp_dtype),
+            dataset.iter_pattern_blocks(
+                blocks_for(info, block_bytes), domain=Domain.AMPLITUDE, dtype=amp_dtype
+            ),
             compression=compression, level=level, progress=progress,
         )
         stack.attrs.update({
@@ -477,6 +484,7 @@ def _write_diffraction_file(
     compression: Compression,
     level: int | None,
     progress: Callable[[int], None] | None,
+    block_bytes: int,
 ) -> None:
     info = dataset.diffraction
     assert info is not None
@@ -488,7 +496,7 @@ def _write_diffraction_file(
         write_diffraction_layout(h5, num_patterns=info.num_patterns, bad_pixels=bad)
         stack = write_pattern_stack(
             h5, 'patterns', info.nhw_shape, out_dtype,
-            dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.INTENSITY),
+            dataset.iter_pattern_blocks(blocks_for(info, block_bytes), domain=Domain.INTENSITY),
             compression=compression, level=level, progress=progress,
         )
         stack.attrs['detector_pixel_width_m'] = resolved.values['detector_pixel_width_m']

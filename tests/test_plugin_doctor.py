@@ -1,0 +1,87 @@
+"""``ptychopinn-ptychodus doctor``: the installed console script, as a user runs it.
+
+``python -m`` runs the converter, not the doctor, so the script next to
+``sys.executable`` is the only entry. Nothing here modifies the shared
+environment: the bridge-copy commands are pointed at ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptychopinn_ptychodus import doctor, plugin
+
+SCRIPT = Path(sys.executable).parent / 'ptychopinn-ptychodus'
+
+
+def run_doctor(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT.is_file(), f'console script {SCRIPT} is not installed'
+    environment = {k: v for k, v in os.environ.items() if k != 'PTYCHOPINN_PTYCHODUS_DISABLE'}
+    environment.update(env)
+    return subprocess.run([str(SCRIPT), *args], cwd=tmp_path, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope='module')
+def healthy(tmp_path_factory) -> subprocess.CompletedProcess[str]:
+    return run_doctor(tmp_path_factory.mktemp('doctor'), 'doctor')
+
+
+def test_doctor_exits_zero(healthy):
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert 'FAIL' not in healthy.stdout
+
+
+@pytest.mark.parametrize('entry', plugin.PLUGINS, ids=lambda e: f'{e.chooser}-{e.simple_name}')
+def test_doctor_reports_every_plugin_registered(healthy, entry):
+    lines = [line for line in healthy.stdout.splitlines()
+             if entry.chooser in line and entry.simple_name in line]
+    assert len(lines) == 1, healthy.stdout
+    assert lines[0].startswith('ok') and 'registered' in lines[0]
+    assert entry.display_name in lines[0]
+
+
+def test_doctor_names_the_bridge_it_checked(healthy):
+    import ptychodus.plugins
+
+    bridge = Path(list(ptychodus.plugins.__path__)[0]) / doctor.BRIDGE_NAME
+    assert f'bridge module {bridge} present' in healthy.stdout
+
+
+def test_doctor_fails_when_ptychodus_does_not_see_the_plugins(tmp_path):
+    """The bridge's off switch makes discovery fail: doctor must notice and exit non-zero."""
+    result = run_doctor(tmp_path, 'doctor', PTYCHOPINN_PTYCHODUS_DISABLE='1')
+    assert result.returncode == 1, result.stdout + result.stderr
+    for entry in plugin.PLUGINS:
+        assert any(line.startswith('FAIL') and entry.simple_name in line and 'NOT registered' in line
+                   for line in result.stdout.splitlines()), result.stdout
+
+
+def test_doctor_without_command_is_a_usage_error(tmp_path):
+    result = run_doctor(tmp_path)
+    assert result.returncode == 2
+    assert 'doctor' in result.stderr
+
+
+def test_install_bridge_works_from_the_installed_wheel(tmp_path, monkeypatch):
+    """``install-bridge`` is the fix doctor prints when the bridge is missing, also for wheels.
+
+    Pointed at a scratch folder so the shared Ptychodus stays untouched.
+    """
+    monkeypatch.setattr(doctor, 'plugins_folder', lambda: tmp_path)
+    target = doctor.install_bridge(force=False)
+    assert target == tmp_path / doctor.BRIDGE_NAME
+    import ptychodus.plugins
+
+    installed = Path(list(ptychodus.plugins.__path__)[0]) / doctor.BRIDGE_NAME
+    assert target.read_bytes() == installed.read_bytes()
+    with pytest.raises(SystemExit):
+        doctor.install_bridge(force=False)  # refuses to overwrite without --force
+    assert doctor.remove_bridge() == target
+    assert not target.exists()
+    assert doctor.remove_bridge() is None
