@@ -22,7 +22,6 @@ from . import __version__
 from .atomic import describe_os_error
 from .conversion import ExportMeta, ExportReport, export_product, import_product
 from .errors import PtychoPINNError
-from .npz_format import open_dataset
 
 PROG = 'convert_to_ptychodus_product'
 EXIT_FAILED = 1
@@ -152,30 +151,35 @@ class Job:
     output_diffraction: Path | None
 
 
-def _progress_for(
-    args: argparse.Namespace, label: str, total: int
-) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
-    if args.quiet or not sys.stderr.isatty() or args.jobs > 1:
-        return None, lambda: None
-    from tqdm import tqdm
+class _ProgressBar:
+    """tqdm on a terminal (created once the number of patterns is known), else nothing."""
 
-    bar = tqdm(total=total, desc=label, unit='pattern', file=sys.stderr, leave=False)
-    return bar.update, bar.close
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self._redirect: Any = None
+
+    def start(self, total: int) -> Callable[[int], None]:
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self.bar = tqdm(total=total, desc=self.label, unit='pattern', file=sys.stderr, leave=True)
+        self._redirect = logging_redirect_tqdm(loggers=[logger])
+        self._redirect.__enter__()
+        return self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self._redirect.__exit__(None, None, None)
+            self.bar = None
 
 
 def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportReport:
     domain = None if args.diffraction_domain == 'auto' else args.diffraction_domain
     layout = None if args.layout == 'auto' else args.layout
-    total = 0
-    if not args.inspect and not args.quiet and sys.stderr.isatty():
-        try:
-            with open_dataset(job.input_npz, layout=layout, require_probe=False) as probe_ds:
-                info = probe_ds.diffraction
-                total = 0 if info is None else info.num_patterns * (
-                    (job.output_product is not None) + (job.output_diffraction is not None))
-        except PtychoPINNError:
-            total = 0
-    update, close = _progress_for(args, job.input_npz.name, total) if total else (None, lambda: None)
+    show = not (args.quiet or args.inspect or args.jobs > 1) and sys.stderr.isatty()
+    bar = _ProgressBar(job.input_npz.name)
     try:
         return export_product(
             job.input_npz,
@@ -189,11 +193,11 @@ def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportRepor
             layout=layout,
             compression=args.compression,
             compression_level=args.compression_level,
-            progress=update,
+            progress=bar.start if show else None,
             dry_run=args.inspect,
         )
     finally:
-        close()
+        bar.close()
 
 
 def _plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Job]:

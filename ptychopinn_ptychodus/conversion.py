@@ -316,7 +316,7 @@ def export_product(
     layout: Layout | str | None = None,
     compression: Compression = DEFAULT_COMPRESSION,
     compression_level: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], Callable[[int], None]] | None = None,
     dry_run: bool = False,
     block_bytes: int = BLOCK_BYTES,
 ) -> ExportReport:
@@ -357,20 +357,23 @@ def export_product(
         )
         if dry_run:
             return report
+        info = dataset.diffraction
+        stacks = (output_product is not None and bundle) + (diffraction_output is not None)
+        update = progress(info.num_patterns * stacks) if progress and info and stacks else None
         with ExitStack() as outputs:
             if output_product is not None:
                 assert product is not None
                 tmp = outputs.enter_context(atomic_output(output_product, overwrite=overwrite))
                 _write_product_file(
                     tmp, dataset, product, bundle=bundle,
-                    compression=compression, level=compression_level, progress=progress,
+                    compression=compression, level=compression_level, progress=update,
                     block_bytes=block_bytes,
                 )
             if diffraction_output is not None:
                 tmp = outputs.enter_context(atomic_output(diffraction_output, overwrite=overwrite))
                 _write_diffraction_file(
                     tmp, dataset, resolved, compression=compression,
-                    level=compression_level, progress=progress, block_bytes=block_bytes,
+                    level=compression_level, progress=update, block_bytes=block_bytes,
                 )
     return report
 
