@@ -100,16 +100,19 @@ def diagnose() -> list[Check]:
     logging.getLogger('ptychodus').setLevel(logging.ERROR)
     registry = PluginRegistry.load_plugins()
     for entry in plugin.PLUGINS:
-        names = [p.simple_name for p in getattr(registry, entry.chooser)]
-        count = names.count(entry.simple_name)
-        what = f'{entry.chooser}: {entry.simple_name} "{entry.display_name}"'
-        if count == 1:
-            checks.append(Check(True, what + ' registered'))
-        elif count == 0:
-            checks.append(Check(False, what + ' NOT registered by Ptychodus',
-                                'see the bridge check above'))
-        else:
-            checks.append(Check(False, what + f' registered {count} times', 'remove duplicate bridges'))
+        choosers = [entry.chooser]
+        if entry.with_adapters:
+            choosers += ['probe_file_readers', 'object_file_readers', 'probe_position_file_readers']
+        for chooser in choosers:
+            names = [p.simple_name for p in getattr(registry, chooser)]
+            count = names.count(entry.simple_name)
+            what = f'{chooser}: {entry.simple_name} "{entry.display_name}"'
+            if count == 1:
+                checks.append(Check(True, what + ' registered'))
+            elif count == 0:
+                checks.append(Check(False, what + ' NOT registered', 'see the bridge check above'))
+            else:
+                checks.append(Check(False, what + f' registered {count} times', 'remove duplicate bridges'))
     return checks
 
 
