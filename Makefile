@@ -34,8 +34,10 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
+# The GUI tests run in their own process: a Qt application is best kept alone.
 pytest: install
-	cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. .
+	cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. -m 'not gui' .
+	cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. -m gui .
 
 test: lint typecheck pytest
 

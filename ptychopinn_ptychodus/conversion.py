@@ -219,27 +219,33 @@ def resolve_meta(
             defaulted.append(key)
     for key in ZERO_DEFAULTS:
         values.setdefault(key, 0.0)
+    for key in ('object_pixel_width_m', 'object_pixel_height_m', 'probe_pixel_width_m',
+                'probe_pixel_height_m', 'photon_energy_eV'):
+        if values[key] <= 0:
+            raise InvalidInputError(dataset.path, f'{key} must be positive, got {values[key]:g}')
     info = dataset.diffraction
     for axis in ('width', 'height'):
+        # Far-field sampling ties the detector pixel to the object pixel; deriving it
+        # (even from stand-in values) keeps Ptychodus at the product's object pixel size.
         key = f'detector_pixel_{axis}_m'
         if key in values or info is None:
             continue
-        if 'photon_energy_eV' not in defaulted and 'detector_distance_m' not in defaulted:
+        from_defaults = any(
+            k in defaulted for k in ('photon_energy_eV', 'detector_distance_m', f'object_pixel_{axis}_m')
+        )
+        if values['detector_distance_m'] > 0:
             values[key] = derive_detector_pixel_m(
                 values['photon_energy_eV'],
                 values['detector_distance_m'],
                 info.width if axis == 'width' else info.height,
                 values[f'object_pixel_{axis}_m'],
             )
-            dataset.note(f'{key}={values[key]:.6g} derived from energy, distance and object pixel')
+            if not from_defaults:
+                dataset.note(f'{key}={values[key]:.6g} derived from energy, distance and object pixel')
         else:
             values[key] = DEFAULTS[key]
-            if need_detector:
-                defaulted.append(key)
-    for key in ('object_pixel_width_m', 'object_pixel_height_m', 'probe_pixel_width_m',
-                'probe_pixel_height_m', 'photon_energy_eV'):
-        if values[key] <= 0:
-            raise InvalidInputError(dataset.path, f'{key} must be positive, got {values[key]:g}')
+        if need_detector and (from_defaults or values['detector_distance_m'] <= 0):
+            defaulted.append(key)
     for key in defaulted:
         dataset.note(f'{key} unknown; using default {values[key]:g} (pass it explicitly)')
     name = given.get('name') or dataset.stored_name or dataset.path.stem

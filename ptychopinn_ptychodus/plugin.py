@@ -152,20 +152,20 @@ def _layout_tree(dataset: PtychoPINNDataset) -> DiffractionDatasetLayoutNode:
 
 
 def _detector_metadata(dataset: PtychoPINNDataset) -> dict[str, Any]:
-    """Detector facts only when the file or its sidecar knows them (else Ptychodus's settings)."""
-    meta: ExportMeta = getattr(dataset, 'sidecar_meta', ExportMeta())
-    known = {**dataset.stored_values, **{k: v for k, v in meta.__dict__.items() if v is not None}}
-    out: dict[str, Any] = {}
-    if 'detector_distance_m' in known:
-        out['detector_distance_m'] = float(known['detector_distance_m'])
-    if 'photon_energy_eV' in known:
-        out['photon_energy_eV'] = float(known['photon_energy_eV'])
-    if 'detector_pixel_width_m' in known and 'detector_pixel_height_m' in known:
-        out['detector_pixel_geometry'] = PixelGeometry(
-            width_m=float(known['detector_pixel_width_m']),
-            height_m=float(known['detector_pixel_height_m']),
-        )
-    return out
+    """Energy, distance and detector pixel, resolved exactly as the product reader does.
+
+    Handing Ptychodus the same (possibly defaulted, always warned) physics for the
+    diffraction data keeps its derived object pixel equal to the product's.
+    """
+    resolved = resolve_meta(dataset, getattr(dataset, 'sidecar_meta', ExportMeta()), need_detector=True)
+    values = resolved.values
+    return {
+        'detector_distance_m': values['detector_distance_m'],
+        'photon_energy_eV': values['photon_energy_eV'],
+        'detector_pixel_geometry': PixelGeometry(
+            width_m=values['detector_pixel_width_m'], height_m=values['detector_pixel_height_m']
+        ),
+    }
 
 
 class NPZDiffractionFileReader(DiffractionFileReader):

@@ -27,6 +27,7 @@ How the GUI is driven (nothing of Ptychodus or Qt is mocked):
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ['QT_QPA_PLATFORM'] = 'offscreen'  # before any Qt import
@@ -39,12 +40,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-pytest.importorskip('PyQt5', reason='the GUI tests need ptychodus[gui] (PyQt5)')  # explicit, reported
-
-from PyQt5.QtCore import QTimer  # noqa: E402
-from PyQt5.QtGui import QImage  # noqa: E402
-from PyQt5.QtWidgets import (  # noqa: E402
+from PyQt5.QtCore import QTimer
+from PyQt5.QtGui import QImage
+from PyQt5.QtWidgets import (
     QApplication,
     QFileDialog,
     QInputDialog,
@@ -54,13 +52,15 @@ from PyQt5.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from ptychopinn_ptychodus import plugin  # noqa: E402
-from ptychopinn_ptychodus.sample import write_sample  # noqa: E402
+from ptychopinn_ptychodus import plugin
+from ptychopinn_ptychodus.sample import write_sample
 
 pytestmark = pytest.mark.gui
 
 OUR_FILTER = plugin.NPZ_DISPLAY_NAME
-ARTIFACTS = Path(os.environ.get('TEST_ARTIFACTS_DIR') or Path(__file__).resolve().parents[1] / 'test-artifacts')
+ARTIFACTS = Path(
+    os.environ.get('TEST_ARTIFACTS_DIR') or Path(__file__).resolve().parents[1] / 'test-artifacts'
+)
 SCAN_SIDE = 5
 
 
@@ -105,7 +105,13 @@ def gui() -> Iterator[Gui]:
         try:
             yield handle
         finally:
+            # tear the widgets down while the model and the application are alive, so
+            # nothing Qt-owned is left for the garbage collector to destroy later
             view.close()
+            view.deleteLater()
+            app.processEvents()
+            del handle, controller, view
+            gc.collect()
             app.processEvents()
 
 

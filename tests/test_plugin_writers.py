@@ -12,11 +12,10 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from ptychodus.api.geometry import PixelGeometry
 from ptychodus.api.io import load_product, save_product
@@ -100,7 +99,8 @@ def assert_same_product(back: Product, source: Product, *, check_metadata: bool 
     assert (g1.width_px, g1.height_px) == (g0.width_px, g0.height_px)
     for attr in ('pixel_width_m', 'pixel_height_m', 'center_x_m', 'center_y_m'):
         assert getattr(g1, attr) == pytest.approx(getattr(g0, attr), rel=1e-12, abs=0), attr
-    np.testing.assert_array_equal(np.asarray(back.object_.get_layer(0)), np.asarray(source.object_.get_layer(0)))
+    np.testing.assert_array_equal(np.asarray(back.object_.get_layer(0)),
+                                  np.asarray(source.object_.get_layer(0)))
     p0 = np.asarray(source.probes.get_array())
     p1 = np.asarray(back.probes.get_array())
     np.testing.assert_array_equal(p1.reshape(p0.shape), p0)
@@ -187,7 +187,8 @@ def test_diffraction_writer_stores_amplitude_and_reads_back_intensities(core, tm
     core.run_tasks()
 
     out = tmp_path / 'written_diffraction.npz'
-    core.diffraction_core.diffraction_api.save_patterns(out, NPZ, dataset_index=diffraction.get_dataset_index())
+    core.diffraction_core.diffraction_api.save_patterns(
+        out, NPZ, dataset_index=diffraction.get_dataset_index())
     current = core.plugin_registry.diffraction_file_writers.get_current_plugin()
     assert current.simple_name == NPZ and type(current.strategy) is plugin.NPZDiffractionFileWriter
 
@@ -206,10 +207,12 @@ def test_diffraction_writer_stores_amplitude_and_reads_back_intensities(core, tm
     np.testing.assert_allclose(again.get_assembled_data().get_patterns(), intensities, rtol=1e-6, atol=0)
 
 
-_tmp_root = tempfile.mkdtemp(prefix='ptychopinn-writer-hypothesis-')
+@pytest.fixture(scope='module')
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp('hypothesis')
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None)
 @given(
     pixel=st.floats(1e-9, 1e-6),
     aspect=st.floats(0.5, 2.0),
@@ -217,11 +220,11 @@ _tmp_root = tempfile.mkdtemp(prefix='ptychopinn-writer-hypothesis-')
     size=st.tuples(st.integers(17, 48), st.integers(17, 48)),
     seed=st.integers(0, 2**16),
 )
-def test_positions_in_metres_survive_any_geometry(registry, pixel, aspect, center, size, seed):
+def test_positions_in_metres_survive_any_geometry(registry, scratch, pixel, aspect, center, size, seed):
     width, height = size
     source = handmade_product(num=5, n=8, width=width, height=height, pixel_m=(pixel, pixel * aspect),
                               center_m=center, seed=seed)
-    with tempfile.TemporaryDirectory(dir=_tmp_root) as folder:
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
         out = Path(folder) / 'p.npz'
         registry.product_file_writers.get_strategy_by_name(NPZ).write(out, source)
         back = registry.product_file_readers.get_strategy_by_name(NPZ).read(out)
@@ -231,9 +234,3 @@ def test_positions_in_metres_survive_any_geometry(registry, pixel, aspect, cente
         # Relative to the coordinate, or to the frame's scale when a coordinate is ~0.
         scale = max(abs(center[0]), abs(center[1]), pixel * max(width, height) * max(1, aspect))
         np.testing.assert_allclose(x1, x0, rtol=1e-12, atol=1e-12 * scale)
-
-
-def teardown_module(module: Any) -> None:
-    import shutil
-
-    shutil.rmtree(_tmp_root, ignore_errors=True)

@@ -1,0 +1,1 @@
+../ptychopinn_ptychodus/ptychodus_bridge.py
