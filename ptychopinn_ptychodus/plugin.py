@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +299,11 @@ class BundledDiffractionFileReader(DiffractionFileReader):
 # ---------------------------------------------------------------------------
 
 
+def _metadata_fields(meta: Any) -> dict[str, Any]:
+    """The metadata both product classes share (their field names are the same)."""
+    return {f.name: getattr(meta, f.name) for f in fields(product_h5.ProductMetadata)}
+
+
 def to_ptychodus_product(product: product_h5.Product) -> Product:
     """Core product -> Ptychodus API object (no geometry left for Ptychodus to guess)."""
     meta = product.metadata
@@ -312,16 +317,7 @@ def to_ptychodus_product(product: product_h5.Product) -> Product:
         ]
     )
     return Product(
-        metadata=ProductMetadata(
-            name=meta.name,
-            comments=meta.comments,
-            detector_distance_m=meta.detector_distance_m,
-            photon_energy_eV=meta.photon_energy_eV,
-            probe_photon_count=meta.probe_photon_count,
-            exposure_time_s=meta.exposure_time_s,
-            mass_attenuation_m2_per_kg=meta.mass_attenuation_m2_per_kg,
-            tomography_angle_deg=meta.tomography_angle_deg,
-        ),
+        metadata=ProductMetadata(**_metadata_fields(meta)),
         probe_positions=positions,
         probes=ProbeSequence(
             array=product.probe,
@@ -347,16 +343,7 @@ def from_ptychodus_product(product: Product) -> product_h5.Product:
     probe_geometry = product.probes.get_pixel_geometry()
     positions = product.probe_positions
     return product_h5.Product(
-        metadata=product_h5.ProductMetadata(
-            name=meta.name,
-            comments=meta.comments,
-            detector_distance_m=meta.detector_distance_m,
-            photon_energy_eV=meta.photon_energy_eV,
-            probe_photon_count=meta.probe_photon_count,
-            exposure_time_s=meta.exposure_time_s,
-            mass_attenuation_m2_per_kg=meta.mass_attenuation_m2_per_kg,
-            tomography_angle_deg=meta.tomography_angle_deg,
-        ),
+        metadata=product_h5.ProductMetadata(**_metadata_fields(meta)),
         probe=np.asarray(product.probes.get_array()),
         probe_pixel_width_m=probe_geometry.width_m,
         probe_pixel_height_m=probe_geometry.height_m,
