@@ -16,11 +16,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import Interrupted, OutputError
 
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = '.ptychopinn-tmp'
+#: Signals received and not yet acted on. The handler also raises, but an
+#: exception raised inside a finalizer is swallowed by Python, so long-running
+#: loops and the final publish look here too.
+_pending_signals: list[int] = []
+
+
+def request_interrupt(signum: int) -> None:
+    """Signal-handler body: remember the signal, then raise."""
+    _pending_signals.append(signum)
+    raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    if _pending_signals:
+        raise Interrupted(_pending_signals[0])
+
+
+def clear_interrupts() -> None:
+    _pending_signals.clear()
 
 
 def check_destination(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
@@ -38,6 +57,26 @@ def check_destination(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(dest, f'folder {parent} is not writable')
     return dest
+
+
+def check_size_limit(path: str | os.PathLike[str], upper_bound_bytes: int) -> None:
+    """Refuse up front when the process file-size limit (RLIMIT_FSIZE) is too small.
+
+    libhdf5 does not survive a write failing with EFBIG mid-file (it can crash
+    while closing), so a limit that the output might exceed is an error before
+    anything is written. The bound is the uncompressed size, so this errs on the
+    side of refusing.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY and upper_bound_bytes > soft:
+        raise OutputError(
+            path, f'file size limit exceeded: the limit is {soft} bytes and this output '
+            f'may need up to {upper_bound_bytes} bytes'
+        )
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -67,10 +106,14 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[
     tmp = Path(tmp_name)
     try:
         yield tmp
+        raise_if_interrupted()  # a signal swallowed somewhere must still stop the publish
         _publish(tmp, dest, overwrite=overwrite)
     except OSError as exc:
         _discard(tmp)
         raise OutputError(dest, f'write failed: {describe_os_error(exc)}') from exc
+    except RuntimeError as exc:  # h5py reports some failed writes this way
+        _discard(tmp)
+        raise OutputError(dest, f'write failed: {exc}') from exc
     except BaseException:
         _discard(tmp)
         raise

@@ -19,9 +19,9 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from . import __version__
-from .atomic import describe_os_error
+from .atomic import clear_interrupts, describe_os_error, request_interrupt
 from .conversion import ExportMeta, ExportReport, export_product, import_product
-from .errors import PtychoPINNError
+from .errors import Interrupted, PtychoPINNError
 
 PROG = 'convert_to_ptychodus_product'
 EXIT_FAILED = 1
@@ -35,21 +35,14 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f'{self.prog}: error: {message} (see --help)\n')
 
 
-class _Terminated(BaseException):
-    """Raised from a signal handler so that every ``finally`` and cleanup runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated(signum)
+    request_interrupt(signum)
 
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    clear_interrupts()
     for sig in previous:
         signal.signal(sig, _raise_terminated)
     try:
@@ -57,6 +50,25 @@ def _signals_raise() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        clear_interrupts()
+
+
+@contextmanager
+def _quiet_unraisable(debug: bool) -> Iterator[None]:
+    """Exceptions Python cannot raise (finalizers, h5py deallocation) never print tracebacks."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if debug:
+            previous(unraisable)
+        elif not isinstance(unraisable.exc_value, Interrupted):
+            logger.debug('ignored in %r: %s', unraisable.object, unraisable.exc_value)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,12 +247,20 @@ def _print_inspection(report: ExportReport, job: Job) -> None:
     print(f'would write diffraction: {job.output_diffraction or "-"}')
 
 
-def _configure_logging(args: argparse.Namespace) -> None:
+@contextmanager
+def _package_logging(args: argparse.Namespace) -> Iterator[None]:
+    """Our log lines as ``LEVEL: message`` on stderr for this run; restored afterwards."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+    saved = (logger.handlers[:], logger.propagate, logger.level)
     logger.handlers[:] = [handler]
     logger.propagate = False
     logger.setLevel(logging.ERROR if args.quiet else logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.propagate, level = saved
+        logger.setLevel(level)
 
 
 def _run_one(job: Job, args: argparse.Namespace, meta: ExportMeta) -> tuple[str, str | None]:
@@ -283,12 +303,17 @@ def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv, parser))
-    _configure_logging(args)
+    with _package_logging(args), _quiet_unraisable(args.debug):
+        return _main(args, parser)
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         with _signals_raise():
             return _dispatch(args, parser)
-    except _Terminated as exc:
-        print(f'{PROG}: interrupted by {exc}; nothing was written', file=sys.stderr)
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        print(f'{PROG}: interrupted by {name}; nothing was written', file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f'{PROG}: interrupted; nothing was written', file=sys.stderr)
@@ -313,7 +338,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error('use either --input-npz or --input-product')
         if args.output_npz is None:
             parser.error('--input-product needs --output-npz')
-        result = import_product(args.input_product, args.output_npz, overwrite=args.overwrite)
+        result = import_product(args.input_product, args.output_npz, overwrite=args.overwrite,
+                                check_terminates=True)
         if not args.quiet:
             print(result.summary())
         return 0

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_output, check_destination
+from .atomic import atomic_output, check_destination, check_size_limit
 from .errors import InvalidInputError
 from .geometry import ObjectGrid, derive_detector_pixel_m, fraction_inside, placeholder_object_shape
 from .npz_archive import StreamedArray, write_npz
@@ -364,6 +364,11 @@ def export_product(
         if dry_run:
             return report
         info = dataset.diffraction
+        stack_bytes = 0 if info is None else 8 * info.num_patterns * info.height * info.width
+        if output_product is not None and product is not None:
+            check_size_limit(output_product, _product_bytes(product) + (stack_bytes if bundle else 0))
+        if diffraction_output is not None:
+            check_size_limit(diffraction_output, stack_bytes + (64 << 10))
         stacks = (output_product is not None and bundle) + (diffraction_output is not None)
         update = progress(info.num_patterns * stacks) if progress and info and stacks else None
         with ExitStack() as outputs:
@@ -414,6 +419,12 @@ def assemble_product(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> Prod
             'ptychopinn_fraction_on_object': share,
         },
     )
+
+
+def _product_bytes(product: Product) -> int:
+    """An upper bound of a product file's size without the pattern stack."""
+    positions = product.position_x_m.nbytes * 8  # metres, pixels, nominal pixels, indexes...
+    return product.probe.nbytes + product.object.nbytes + positions + (64 << 10)
 
 
 def _write_product_file(
@@ -540,15 +551,17 @@ def import_product(
     *,
     overwrite: bool = False,
     tolerance_px: float = 1e-6,
+    check_terminates: bool = False,
 ) -> ImportReport:
     """Turn a product HDF5 (with or without ``/raw_data``) back into a PtychoPINN NPZ.
 
     Positions come back as object pixels through the same convention; when the
     bundle's exact pixel coordinates agree with the product's positions to
     ``tolerance_px`` they are used verbatim, so a round trip is bit-exact.
+    ``check_terminates`` guards against corrupt files that hang libhdf5 (the CLI sets it).
     """
     check_destination(output_npz, overwrite=overwrite)
-    product, bundle, h5 = read_product(Path(product_path))
+    product, bundle, h5 = read_product(Path(product_path), check_terminates=check_terminates)
     path = Path(product_path)
     with h5:
         raw = h5.get('raw_data')
@@ -602,7 +615,8 @@ def npz_arrays_from_product(
     else:
         arrays['xcoords'], arrays['ycoords'] = x_px, y_px
         starts = bundle.extras if bundle is not None else {}
-        same_len = 'xcoords_start' in starts and starts['xcoords_start'].shape == x_px.shape
+        same_len = all(key in starts and starts[key].shape == x_px.shape
+                       for key in ('xcoords_start', 'ycoords_start'))
         arrays['xcoords_start'] = starts['xcoords_start'] if same_len else x_px
         arrays['ycoords_start'] = starts['ycoords_start'] if same_len else y_px
 
@@ -659,7 +673,11 @@ def _restore_stack(bundle: RawBundle) -> tuple[str, StreamedArray]:
 
     def blocks() -> Any:
         for start in range(0, dset.shape[0], rows):
-            block = dset[start : start + rows]
+            try:
+                block = dset[start : start + rows]
+            except (OSError, RuntimeError, ValueError) as exc:
+                problem = f'cannot read /raw_data/diffraction: {exc}'
+                raise InvalidInputError(dset.file.filename, problem) from exc
             if source_domain == Domain.INTENSITY.value:
                 block = np.square(block.astype(np.float64))
                 if dtype.kind in 'iu':

@@ -14,9 +14,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -42,7 +44,10 @@ MAX_DEFLATE_RATIO = 1100
 #: More members than any PtychoPINN dataset has; guards against zip-bomb fan-out.
 MAX_MEMBERS = 4096
 #: Errors that mean "the archive's bytes are bad", wherever they surface.
-CORRUPT_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, ValueError, OSError)
+CORRUPT_ERRORS = (
+    zipfile.BadZipFile, zlib.error, EOFError, struct.error, ValueError, OSError,
+    NotImplementedError, RuntimeError, OverflowError,
+)
 
 
 def available_memory_bytes() -> int | None:
@@ -76,7 +81,8 @@ class MemberInfo:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        # exact Python integers: a hostile shape must not wrap around to a small size
+        return math.prod(self.shape) * self.dtype.itemsize
 
     @property
     def is_object(self) -> bool:
@@ -113,16 +119,18 @@ class NpzArchive:
             raise InvalidInputError(self.path, 'no such file')
         if self.path.is_dir():
             raise InvalidInputError(self.path, 'is a directory, not an NPZ file')
+        if not self.path.is_file():  # FIFOs would block, devices never end
+            raise InvalidInputError(self.path, 'is not a regular file')
         try:
             self._zip = zipfile.ZipFile(self.path, 'r')
         except PermissionError as exc:
             raise InvalidInputError(self.path, 'permission denied') from exc
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        except OSError as exc:
+            raise InvalidInputError(self.path, f'cannot open: {exc.strerror or exc}') from exc
+        except (*CORRUPT_ERRORS, zipfile.LargeZipFile) as exc:
             raise InvalidInputError(
                 self.path, f'not a readable NPZ (zip) archive, or truncated: {exc}'
             ) from exc
-        except OSError as exc:
-            raise InvalidInputError(self.path, f'cannot open: {exc.strerror or exc}') from exc
         try:
             self.members = self._scan()
         except BaseException:
@@ -197,7 +205,7 @@ class NpzArchive:
                 else:
                     raise ValueError(f'unsupported .npy version {version}')
                 header_bytes = stream.tell()
-        except (*CORRUPT_ERRORS, SyntaxError) as exc:
+        except (*CORRUPT_ERRORS, SyntaxError, tokenize.TokenError, TypeError) as exc:
             raise self._fail(f'member {zinfo.filename!r} is not a valid .npy array: {exc}') from exc
         info = MemberInfo(
             key=key,

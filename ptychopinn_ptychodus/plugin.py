@@ -55,6 +55,8 @@ H5_DISPLAY_NAME = 'PtychoPINN Converted Product (*.h5 *.hdf5)'
 SIDECAR_SUFFIX = '.json'
 #: Sidecar keys that steer interpretation rather than describe the experiment.
 READER_OPTIONS = ('diffraction_domain', 'positions', 'layout')
+#: What h5py raises on damaged files (InvalidInputError, a ValueError, passes through).
+H5_ERRORS = (OSError, RuntimeError, ValueError)
 
 
 # ---------------------------------------------------------------------------
@@ -244,12 +246,15 @@ class BundledDiffractionArray(DiffractionArray):
         return int(self._indexes.size)
 
     def get_patterns(self, *, read_region: CropRegion | None = None) -> DiffractionPatterns:
-        with h5py.File(self._file_path, 'r') as h5:
-            dset = h5[f'{product_h5.RAW_GROUP}/diffraction']
-            if read_region is None:
-                amplitude = dset[()]
-            else:
-                amplitude = dset[:, read_region.y_slice, read_region.x_slice]
+        try:
+            with h5py.File(self._file_path, 'r') as h5:
+                dset = h5[f'{product_h5.RAW_GROUP}/diffraction']
+                if read_region is None:
+                    amplitude = dset[()]
+                else:
+                    amplitude = dset[:, read_region.y_slice, read_region.x_slice]
+        except H5_ERRORS as exc:
+            raise InvalidInputError(self._file_path, f'cannot read /raw_data/diffraction: {exc}') from exc
         intensity = np.square(amplitude.astype(np.float64 if amplitude.dtype == np.float64 else np.float32))
         if self._restore_counts:
             np.rint(intensity, out=intensity)
@@ -260,11 +265,18 @@ class BundledDiffractionFileReader(DiffractionFileReader):
     """A converted product's ``/raw_data`` as Ptychodus diffraction (intensities)."""
 
     def read(self, file_path: Path) -> DiffractionDataset:
+        if not file_path.is_file():
+            raise InvalidInputError(file_path, 'is not a regular file')
+        product_h5.check_hdf5_terminates(file_path)
         try:
-            h5 = h5py.File(file_path, 'r')
-        except OSError as exc:
-            raise InvalidInputError(file_path, f'not a readable HDF5 file: {exc}') from exc
-        with h5:
+            return self._read(file_path)
+        except InvalidInputError:
+            raise
+        except H5_ERRORS as exc:
+            raise InvalidInputError(file_path, f'not a readable converted product: {exc}') from exc
+
+    def _read(self, file_path: Path) -> DiffractionDataset:
+        with h5py.File(file_path, 'r') as h5:
             dset = h5.get(f'{product_h5.RAW_GROUP}/diffraction')
             if not isinstance(dset, h5py.Dataset) or dset.ndim != 3:
                 raise InvalidInputError(file_path, 'has no /raw_data/diffraction (M, N, N) stack')
@@ -391,7 +403,13 @@ class BundledProductFileReader(ProductFileReader):
     """A converted product ``.h5``: Ptychodus's own loader (the bundle is ignored)."""
 
     def read(self, file_path: Path) -> Product:
-        return load_product(file_path)
+        if not file_path.is_file():
+            raise InvalidInputError(file_path, 'is not a regular file')
+        product_h5.check_hdf5_terminates(file_path)
+        try:
+            return load_product(file_path)
+        except (*H5_ERRORS, KeyError, TypeError) as exc:
+            raise InvalidInputError(file_path, f'not a readable product: {exc}') from exc
 
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,9 @@ from __future__ import annotations
 import collections
 import json
 import os
+import select
+import signal
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ except ImportError:  # pragma: no cover - optional speed-up
 import numpy as np
 import numpy.typing as npt
 
+from .atomic import raise_if_interrupted
 from .errors import InvalidInputError
 from .geometry import ObjectGrid
 
@@ -185,6 +189,7 @@ def write_pattern_stack(
         _write_gzip_chunks(dset, blocks, options, progress, workers)
         return dset
     for start, block in blocks:
+        raise_if_interrupted()
         dset[start : start + block.shape[0]] = block
         if progress is not None:
             progress(block.shape[0])
@@ -240,6 +245,7 @@ def _write_gzip_chunks(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start, block in blocks:
+            raise_if_interrupted()
             if carry is None:
                 carry, carry_start = block, start
             else:
@@ -269,19 +275,100 @@ def write_diffraction_layout(
     h5.create_dataset('bad_pixels', data=bad_pixels.astype(bool))
 
 
-def read_product(path: str | Path) -> tuple[Product, RawBundle | None, h5py.File]:
-    """Open a product; the caller closes the returned file (raw patterns stay lazy)."""
+#: How long libhdf5 may take to walk a product's metadata in the watchdog child.
+PROBE_SECONDS_VARIABLE = 'PTYCHOPINN_HDF5_PROBE_SECONDS'
+DEFAULT_PROBE_SECONDS = 10.0
+
+
+def _walk_metadata(path: Path) -> None:
+    with h5py.File(path, 'r') as h5:
+        dict(h5.attrs)
+
+        def visit(name: str, item: Any) -> None:
+            dict(item.attrs)
+            if isinstance(item, h5py.Dataset):
+                _ = (item.shape, item.dtype, item.chunks, item.compression)
+
+        h5.visititems(visit)
+
+
+def _single_threaded() -> bool:
+    """No other Python thread exists that could hold h5py's lock across a fork.
+
+    Native helper threads (BLAS pools) are harmless: they never call h5py.
+    """
+    return threading.active_count() == 1
+
+
+def check_hdf5_terminates(path: Path, timeout_s: float | None = None) -> None:
+    """Walk an untrusted HDF5 file's metadata in a child process first.
+
+    Some corrupt files make libhdf5 loop forever (or crash) while reading
+    attributes, inside C code that no signal can interrupt. The child takes that
+    risk; the parent gives up after ``timeout_s`` and refuses the file. Only
+    done where forking is safe: a single-threaded process on a POSIX system.
+    """
+    if not hasattr(os, 'fork') or not _single_threaded():
+        return  # forking a multi-threaded process (a GUI) could deadlock the child
+    if timeout_s is None:
+        timeout_s = float(os.environ.get(PROBE_SECONDS_VARIABLE, DEFAULT_PROBE_SECONDS))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report 0 (walked) or 1 (raised); a crash reports nothing
+        os.close(read_end)
+        try:
+            _walk_metadata(path)
+            status = b'0'
+        except BaseException:  # noqa: BLE001 - the parent reads the file itself for the message
+            status = b'1'
+        os.write(write_end, status)
+        os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout_s)
+        if not ready:
+            raise InvalidInputError(
+                path, f'libhdf5 did not finish reading the file metadata within {timeout_s:g} s '
+                '(a corrupt file can make it loop forever)'
+            )
+        if not os.read(read_end, 1):
+            raise InvalidInputError(path, 'libhdf5 crashed while reading the file metadata (corrupt file)')
+    finally:
+        os.close(read_end)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def read_product(
+    path: str | Path, *, check_terminates: bool = False
+) -> tuple[Product, RawBundle | None, h5py.File]:
+    """Open a product; the caller closes the returned file (raw patterns stay lazy).
+
+    ``check_terminates`` first walks the metadata in a watchdog child process
+    (see :func:`check_hdf5_terminates`); use it for files from elsewhere in
+    single-threaded programs such as the CLI.
+    """
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(path, 'no such file')
     if path.is_dir():
         raise InvalidInputError(path, 'is a directory, not a product file')
+    if not path.is_file():
+        raise InvalidInputError(path, 'is not a regular file')
+    if check_terminates:
+        check_hdf5_terminates(path)
     try:
         h5 = h5py.File(path, 'r')
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise InvalidInputError(path, f'not a readable HDF5 file: {exc}') from exc
     try:
         return (*_read_open_product(path, h5), h5)
+    except InvalidInputError:
+        h5.close()
+        raise
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:
+        h5.close()
+        raise InvalidInputError(path, f'not a valid Ptychodus product: {exc}') from exc
     except BaseException:
         h5.close()
         raise
