@@ -84,19 +84,28 @@ class RawBundle:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+def stack_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    if len(shape) != 3:
+        return tuple(int(n) for n in h5py.filters.guess_chunk(shape, None, itemsize))
+    count, height, width = shape
+    rows = max(1, min(count, 256, (16 << 20) // max(1, height * width * itemsize)))
+    return rows, min(height, 8), min(width, 8)
+
+
 def dataset_options(
     compression: Compression, level: int | None, shape: tuple[int, ...], itemsize: int
 ) -> dict[str, Any]:
     """h5py ``create_dataset`` keywords for a pattern stack.
 
-    Compressed stacks use h5py's own chunk guess (tiles spanning several
-    patterns), which compresses diffraction better than whole-pattern chunks
-    and keeps a centred crop cheap to read.
+    Compressed stacks use small pixel tiles through many patterns (up to 256 x
+    8 x 8): the shuffled byte planes of one detector pixel across patterns
+    compress far better than whole patterns, a centred crop stays cheap to read,
+    and a row of chunks stays under 16 MB whatever the stack size, which bounds
+    the memory of the parallel writer.
     """
     if compression == 'none' or not shape or int(np.prod(shape)) == 0:
         return {}
-    chunks = h5py.filters.guess_chunk(shape, None, itemsize)
-    options: dict[str, Any] = {'chunks': tuple(int(n) for n in chunks), 'shuffle': True}
+    options: dict[str, Any] = {'chunks': stack_chunks(shape, itemsize), 'shuffle': True}
     if compression == 'gzip':
         options.update(compression='gzip', compression_opts=DEFAULT_GZIP_LEVEL if level is None else level)
     else:
@@ -256,7 +265,7 @@ def _write_gzip_chunks(
                 group = carry[offset : offset + rows]
                 future = pool.submit(_compress_row_group, group, chunks, level)
                 pending.append((carry_start + offset, future))
-                drain(2 * workers)
+                drain(workers)  # bounded: one row of chunks per worker in flight
             carry = carry[usable:] if usable < carry.shape[0] else None
             carry_start += usable
             if progress is not None:
