@@ -87,12 +87,15 @@ def worker_ptychopinn(npz: str, out: str, layout: str) -> None:
 
 
 def worker_ours(npz: str, out: str, compression: str) -> None:
-    from ptychopinn_ptychodus import ExportMeta, export_product
+    """Our converter exactly as the command line runs it."""
+    from ptychopinn_ptychodus.cli import main
 
     start = time.perf_counter()
-    export_product(npz, out, ExportMeta(object_pixel_width_m=5e-8, object_pixel_height_m=5e-8,
-                                        photon_energy_eV=8000.0, detector_distance_m=1.0),
-                   compression=compression, compression_level=4)  # type: ignore[arg-type]
+    code = main(['--input-npz', npz, '--output-product', out, '--quiet', '--compression', compression,
+                 '--compression-level', '4', '--object-pixel-size-m', '5e-8', '--probe-energy-eV', '8000',
+                 '--detector-distance-m', '1'])
+    if code:
+        raise SystemExit(code)
     _report(start)
 
 
@@ -155,11 +158,12 @@ def make_stack(path: Path, gigabytes: float, layout: str) -> int:
     yy, xx = np.mgrid[:PATTERN_PX, :PATTERN_PX] - PATTERN_PX / 2
     envelope = 4000.0 * np.exp(-(xx**2 + yy**2) / (2 * 18.0**2)) + 0.5
     library = np.sqrt(rng.poisson(envelope, size=(512, PATTERN_PX, PATTERN_PX))).astype(np.float32)
+    # a raster over a fixed 600 x 600 object, so only the stack grows with the size
     side = int(np.ceil(np.sqrt(num)))
-    xs = (np.arange(num) % side) * 4.0 + 80.0
-    ys = (np.arange(num) // side) * 4.0 + 80.0
-    width = int(xs.max() + 80)
-    height = int(ys.max() + 80)
+    step = 440.0 / side
+    xs = (np.arange(num) % side) * step + 80.0
+    ys = (np.arange(num) // side) * step + 80.0
+    width = height = 600
     if layout == 'HWN':
         stack: np.ndarray | StreamedArray = np.ascontiguousarray(
             np.moveaxis(library[np.arange(num) % 512], 0, -1))

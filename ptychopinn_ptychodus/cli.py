@@ -7,6 +7,7 @@ shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import signal
 import sys
@@ -300,7 +301,22 @@ def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -
     return out
 
 
+def _pin_malloc_mmap_threshold() -> None:
+    """Keep glibc serving the 16 MB pattern blocks with mmap, so they go back to the OS.
+
+    glibc raises its mmap threshold after the first large free; later blocks then
+    come from the heap, which fragments and grows with the stack size. A fixed
+    threshold keeps peak memory flat however many patterns are converted.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _pin_malloc_mmap_threshold()
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv, parser))
     with _package_logging(args), _quiet_unraisable(args.debug):
