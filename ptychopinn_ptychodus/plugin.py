@@ -265,9 +265,7 @@ class BundledDiffractionFileReader(DiffractionFileReader):
     """A converted product's ``/raw_data`` as Ptychodus diffraction (intensities)."""
 
     def read(self, file_path: Path) -> DiffractionDataset:
-        if not file_path.is_file():
-            raise InvalidInputError(file_path, 'is not a regular file')
-        product_h5.check_hdf5_terminates(file_path)
+        product_h5.check_untrusted_h5(file_path)
         try:
             return self._read(file_path)
         except InvalidInputError:
@@ -403,9 +401,7 @@ class BundledProductFileReader(ProductFileReader):
     """A converted product ``.h5``: Ptychodus's own loader (the bundle is ignored)."""
 
     def read(self, file_path: Path) -> Product:
-        if not file_path.is_file():
-            raise InvalidInputError(file_path, 'is not a regular file')
-        product_h5.check_hdf5_terminates(file_path)
+        product_h5.check_untrusted_h5(file_path)
         try:
             return load_product(file_path)
         except (*H5_ERRORS, KeyError, TypeError) as exc:

@@ -348,6 +348,18 @@ def check_hdf5_terminates(path: Path, timeout_s: float | None = None) -> None:
         os.waitpid(pid, 0)
 
 
+def check_untrusted_h5(path: Path, *, check_terminates: bool = True) -> None:
+    """Refuse what is not a regular file, then (optionally) run the libhdf5 watchdog."""
+    if not path.exists():
+        raise InvalidInputError(path, 'no such file')
+    if path.is_dir():
+        raise InvalidInputError(path, 'is a directory, not a product file')
+    if not path.is_file():
+        raise InvalidInputError(path, 'is not a regular file')
+    if check_terminates:
+        check_hdf5_terminates(path)
+
+
 def read_product(
     path: str | Path, *, check_terminates: bool = False
 ) -> tuple[Product, RawBundle | None, h5py.File]:
@@ -358,14 +370,7 @@ def read_product(
     single-threaded programs such as the CLI.
     """
     path = Path(path)
-    if not path.exists():
-        raise InvalidInputError(path, 'no such file')
-    if path.is_dir():
-        raise InvalidInputError(path, 'is a directory, not a product file')
-    if not path.is_file():
-        raise InvalidInputError(path, 'is not a regular file')
-    if check_terminates:
-        check_hdf5_terminates(path)
+    check_untrusted_h5(path, check_terminates=check_terminates)
     try:
         h5 = h5py.File(path, 'r')
     except (OSError, RuntimeError, ValueError) as exc:
