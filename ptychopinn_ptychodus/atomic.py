@@ -111,9 +111,6 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[
     except OSError as exc:
         _discard(tmp)
         raise OutputError(dest, f'write failed: {describe_os_error(exc)}') from exc
-    except RuntimeError as exc:  # h5py reports some failed writes this way
-        _discard(tmp)
-        raise OutputError(dest, f'write failed: {exc}') from exc
     except BaseException:
         _discard(tmp)
         raise
