@@ -6,6 +6,7 @@ goes into OUTPUT_DIR (git-ignored).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -122,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f'3. {line}')
     preview(product, png)
     print(f'4. preview: {png}')
+    sidecar = npz.with_suffix('.json')  # what the plugin reads next to the NPZ
+    sidecar.write_text(json.dumps({'object_pixel_size_m': 5e-8, 'photon_energy_eV': 8000.0,
+                                   'detector_distance_m': 2.0, 'object_center_x_m': 1e-6,
+                                   'object_center_y_m': -0.7e-6}))
     for line in registry_report(npz):
         print(f'5. {line}')
     return 0
