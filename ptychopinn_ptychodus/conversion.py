@@ -42,6 +42,7 @@ from .product_h5 import (
     Product,
     ProductMetadata,
     RawBundle,
+    create_h5,
     read_product,
     write_diffraction_layout,
     write_pattern_stack,
@@ -439,7 +440,7 @@ def _write_product_file(
     block_bytes: int,
 ) -> None:
     assert dataset.probe is not None
-    with h5py.File(tmp, 'w') as h5:
+    with create_h5(tmp) as h5:
         write_product(h5, product)
         if not bundle:
             return
@@ -512,7 +513,7 @@ def _write_diffraction_file(
     if bad is None:
         bad = np.zeros((info.height, info.width), dtype=bool)
     out_dtype = info.output_dtype(Domain.INTENSITY)
-    with h5py.File(tmp, 'w') as h5:
+    with create_h5(tmp) as h5:
         write_diffraction_layout(h5, num_patterns=info.num_patterns, bad_pixels=bad)
         stack = write_pattern_stack(
             h5, 'patterns', info.nhw_shape, out_dtype,
