@@ -4,9 +4,10 @@
 run whatever code a file from elsewhere carries. It also trusts the shape in each
 ``.npy`` header. This module reads the zip directory and every ``.npy`` header
 first, checks that the declared sizes agree with the archive before anything is
-allocated, and then hands out arrays, memory maps (stored members) or block
-streams (deflated members). Nothing here ever unpickles, except the tightly
-restricted unpickler for PtychoPINN's ``_metadata`` string.
+allocated, and then hands out small arrays whole and large ones as raw byte
+offsets (stored members, for positioned reads) or streams (deflated members).
+Nothing here ever unpickles, except the tightly restricted unpickler for
+PtychoPINN's ``_metadata`` string.
 """
 
 from __future__ import annotations
@@ -309,37 +310,6 @@ class NpzArchive:
                     pass
         except CORRUPT_ERRORS as exc:
             raise self._fail(f'array {key!r} is corrupt: {exc}') from exc
-
-    def memmap(self, key: str) -> np.ndarray | None:
-        """A read-only memory map of a stored (uncompressed) member, else None."""
-        info = self._plain_info(key)
-        offset = self.data_offset(key)
-        if offset is None or info.nbytes == 0:
-            return None
-        return np.memmap(
-            self.path,
-            dtype=info.dtype,
-            mode='r',
-            offset=offset,
-            shape=info.shape,
-            order='F' if info.fortran_order else 'C',
-        )
-
-    def iter_leading_blocks(self, key: str, rows_per_block: int) -> Iterator[np.ndarray]:
-        """Yield consecutive blocks along axis 0 of a C-ordered array, streaming."""
-        info = self._plain_info(key)
-        if info.fortran_order:
-            raise self._fail(f'array {key!r} is Fortran-ordered; cannot stream it by rows')
-        total = info.shape[0] if info.shape else 1
-        tail = info.shape[1:]
-        try:
-            with self.open_data(key) as stream:
-                for start in range(0, total, rows_per_block):
-                    block = np.empty((min(rows_per_block, total - start), *tail), info.dtype)
-                    read_into(stream, block)
-                    yield block
-        except CORRUPT_ERRORS as exc:
-            raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
 
     def read_metadata(self, key: str = '_metadata') -> dict[str, Any] | None:
         """PtychoPINN's pickled JSON metadata, read without running any code.

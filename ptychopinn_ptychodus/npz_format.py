@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import AmbiguousLayoutError, InvalidInputError
-from .npz_archive import CORRUPT_ERRORS, NpzArchive, available_memory_bytes, read_into
+from .npz_archive import CORRUPT_ERRORS, NpzArchive, read_into
 
 logger = logging.getLogger(__name__)
 
@@ -631,14 +631,6 @@ def _decide_domain(
     if sample.size and np.all(sample == np.rint(sample)) and float(sample.max()) > 1.0:
         return Domain.INTENSITY, 'diff3d holds integral values (photon counts)'
     return Domain.AMPLITUDE, 'diff3d holds non-integral floats (amplitudes)'
-
-
-def check_memory_for(nbytes: int, what: str, path: Path) -> None:
-    available = available_memory_bytes()
-    if available is not None and nbytes > available:
-        raise InvalidInputError(
-            path, f'{what} needs {nbytes / 2**30:.1f} GiB; only {available / 2**30:.1f} GiB available'
-        )
 
 
 def blocks_for(info: DiffractionInfo, target_bytes: int = 16 * 2**20) -> int:
