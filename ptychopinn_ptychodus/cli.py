@@ -272,6 +272,8 @@ def _run_one(job: Job, args: argparse.Namespace, meta: ExportMeta) -> tuple[str,
         return job.input_npz.name, str(exc)
     except OSError as exc:
         return job.input_npz.name, f'{exc.filename or job.input_npz}: {describe_os_error(exc)}'
+    except Exception as exc:  # noqa: BLE001 - one broken file must not stop the batch
+        return job.input_npz.name, f'internal error: {type(exc).__name__}: {exc}'
     return report.summary(), None
 
 
@@ -365,11 +367,13 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error('--jobs must be at least 1')
     meta = meta_from_args(args)
     jobs = _plan_jobs(args, parser)
+    if args.inspect:
+        for job in jobs:
+            _print_inspection(run_job(job, args, meta), job)
+        return 0
     if len(jobs) == 1:
         report = run_job(jobs[0], args, meta)
-        if args.inspect:
-            _print_inspection(report, jobs[0])
-        elif not args.quiet:
+        if not args.quiet:
             print(report.summary())
         return 0
     return _run_batch(jobs, args, meta)

@@ -196,8 +196,6 @@ def resolve_meta(
     values: dict[str, float] = {}
     defaulted: list[str] = []
     for key in (*GEOMETRY_KEYS, 'object_center_x_m', 'object_center_y_m'):
-        if key in values:
-            continue
         if key in given:
             values[key] = float(given[key])
         elif key in dataset.stored_values:
@@ -293,8 +291,7 @@ def _object_and_grid(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> tupl
 
 
 def _positions_on_object(dataset: PtychoPINNDataset, obj: np.ndarray) -> float:
-    inside = np.ones(obj.shape[-2:], dtype=bool)
-    share = fraction_inside(dataset.x_px, dataset.y_px, inside)
+    share = fraction_inside(dataset.x_px, dataset.y_px, (obj.shape[-2], obj.shape[-1]))
     if share < 1.0:
         dataset.note(f'{100 * (1 - share):.1f}% of the scan positions lie outside the object array')
     return share

@@ -356,8 +356,12 @@ def open_dataset(
     require_probe: bool = True,
     require_diffraction: bool = False,
     require_positions: bool = True,
+    load_guesses: bool = True,
 ) -> PtychoPINNDataset:
     """Open and validate a PtychoPINN NPZ, loading only the small arrays.
+
+    ``load_guesses=False`` skips ``probeGuess``/``objectGuess`` (diffraction-only
+    readers do not need them, and an object can be large).
 
     ``require_positions=False`` (diffraction-only reading) accepts an archive
     without scan positions; its stack is then taken as canonical NHW unless a
@@ -373,6 +377,7 @@ def open_dataset(
             require_probe=require_probe,
             require_diffraction=require_diffraction,
             require_positions=require_positions,
+            load_guesses=load_guesses,
         )
     except BaseException:
         archive.close()
@@ -388,6 +393,7 @@ def _interpret(
     require_probe: bool,
     require_diffraction: bool,
     require_positions: bool = True,
+    load_guesses: bool = True,
 ) -> PtychoPINNDataset:
     path = archive.path
 
@@ -442,8 +448,9 @@ def _interpret(
 
     dataset.metadata = archive.read_metadata('_metadata')
     _read_stored_values(dataset)
-    dataset.probe, dataset.probe_source_shape = _read_probe(archive, require_probe)
-    dataset.object_guess = _read_object(archive)
+    if load_guesses or require_probe:
+        dataset.probe, dataset.probe_source_shape = _read_probe(archive, require_probe)
+        dataset.object_guess = _read_object(archive)
     dataset.diffraction = _diffraction_info(dataset, num if has_positions else None, domain, layout)
     if require_diffraction and dataset.diffraction is None:
         raise fail('has no diffraction stack (diffraction or diff3d)')

@@ -94,6 +94,7 @@ def _open(file_path: Path, *, require_probe: bool, require_positions: bool = Tru
         layout=options.get('layout'),
         require_probe=require_probe,
         require_positions=require_positions,
+        load_guesses=require_probe,
     )
     dataset.sidecar_meta = meta  # type: ignore[attr-defined]
     return dataset
