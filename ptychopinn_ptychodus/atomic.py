@@ -16,30 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import Interrupted, OutputError
+from .cancellation import raise_if_interrupted
+from .errors import OutputError
 
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = '.ptychopinn-tmp'
-#: Signals received and not yet acted on. The handler also raises, but an
-#: exception raised inside a finalizer is swallowed by Python, so long-running
-#: loops and the final publish look here too.
-_pending_signals: list[int] = []
-
-
-def request_interrupt(signum: int) -> None:
-    """Signal-handler body: remember the signal, then raise."""
-    _pending_signals.append(signum)
-    raise Interrupted(signum)
-
-
-def raise_if_interrupted() -> None:
-    if _pending_signals:
-        raise Interrupted(_pending_signals[0])
-
-
-def clear_interrupts() -> None:
-    _pending_signals.clear()
 
 
 def check_destination(path: str | os.PathLike[str], *, overwrite: bool) -> Path:

@@ -19,10 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from . import __version__
-from .atomic import clear_interrupts, describe_os_error, request_interrupt
-from .conversion import ExportMeta, ExportReport, export_product, import_product
-from .errors import Interrupted, PtychoPINNError
+from ._version import __version__
+from .atomic import describe_os_error
+from .cancellation import Interrupted, clear_interrupts, request_interrupt
+from .errors import PtychoPINNError
+from .export import ExportOptions, ExportReport, export_product
+from .product_import import import_product
+from .quantities import QUANTITIES, ExportMeta
 
 PROG = 'convert_to_ptychodus_product'
 EXIT_FAILED = 1
@@ -77,60 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description='Convert a PtychoPINN NPZ into a Ptychodus product HDF5 (and back).',
     )
-    io = parser.add_argument_group('input and output')
-    io.add_argument('--input-npz', nargs='+', type=Path, metavar='NPZ',
-                    help='PtychoPINN dataset(s); several files need --output-dir')
-    io.add_argument('--output-product', type=Path, metavar='H5', help='product HDF5 to write')
-    io.add_argument('--output-dir', type=Path, help='folder for <stem>.h5 products (batch mode)')
-    io.add_argument('--output-diffraction', type=Path, metavar='H5',
-                    help="also write Ptychodus's assembled-diffraction HDF5 (intensities)")
-    io.add_argument('--write-diffraction-file', action='store_true',
-                    help='batch mode: also write <stem>.diffraction.h5 next to each product')
-    io.add_argument('--input-product', type=Path, metavar='H5',
-                    help='reverse direction: product HDF5 to turn back into an NPZ')
-    io.add_argument('--output-npz', type=Path, metavar='NPZ', help='reverse direction: NPZ to write')
-    io.add_argument('--overwrite', action='store_true', help='replace existing outputs')
-    io.add_argument('--inspect', action='store_true',
-                    help='print what was found and what would be written; write nothing')
-
-    meta = parser.add_argument_group('product metadata (unknown physics is defaulted, warned and recorded)')
-    meta.add_argument('--name', help='product name (default: the input file stem)')
-    meta.add_argument('--comments', help='product comments')
-    meta.add_argument('--metadata-json', type=Path, metavar='JSON',
-                      help='sidecar with any of the metadata below (flags win over it)')
-    for flag, dest, what in (
-        ('--detector-distance-m', 'detector_distance_m', 'detector-object distance'),
-        ('--probe-energy-eV', 'photon_energy_eV', 'photon energy'),
-        ('--exposure-time-s', 'exposure_time_s', 'exposure time per position'),
-        ('--probe-photon-count', 'probe_photon_count', 'probe photon count'),
-        ('--mass-attenuation-m2-kg', 'mass_attenuation_m2_per_kg', 'mass attenuation'),
-        ('--tomography-angle-deg', 'tomography_angle_deg', 'tomography angle'),
-        ('--object-pixel-size-m', 'object_pixel_size_m', 'object pixel size (square)'),
-        ('--object-pixel-width-m', 'object_pixel_width_m', 'object pixel width'),
-        ('--object-pixel-height-m', 'object_pixel_height_m', 'object pixel height'),
-        ('--probe-pixel-size-m', 'probe_pixel_size_m', 'probe pixel size (default: object pixel size)'),
-        ('--object-center-x-m', 'object_center_x_m', 'object centre x (default 0)'),
-        ('--object-center-y-m', 'object_center_y_m', 'object centre y (default 0)'),
-        ('--detector-pixel-size-m', 'detector_pixel_size_m', 'detector pixel size (diffraction file)'),
-    ):
-        meta.add_argument(flag, dest=dest, type=float, metavar='X', help=what)
-    meta.add_argument('--photon-energy-eV', dest='photon_energy_eV', type=float, metavar='X',
-                      help=argparse.SUPPRESS)
-
-    data = parser.add_argument_group('interpretation')
-    data.add_argument('--include-diffraction', action=argparse.BooleanOptionalAction, default=None,
-                      help='bundle patterns and coordinates in /raw_data (default: on)')
-    data.add_argument('--diffraction-domain', choices=('auto', 'amplitude', 'intensity'),
-                      default='auto', help='what the stack holds (default: decided and logged)')
-    data.add_argument('--positions', choices=('actual', 'nominal'), default='actual',
-                      help='xcoords/ycoords (actual, default) or xcoords_start/ycoords_start')
-    data.add_argument('--layout', choices=('auto', 'NHW', 'HWN', 'NHW1'), default='auto',
-                      help='pattern axis of the stack (default: matched to the positions)')
-    data.add_argument('--compression', choices=('none', 'gzip', 'lzf'), default='gzip',
-                      help='HDF5 filter for the pattern stacks (default gzip: readable everywhere)')
-    data.add_argument('--compression-level', type=int, choices=range(0, 10), metavar='0-9',
-                      help='gzip level (default 4)')
-
+    _add_io_arguments(parser.add_argument_group('input and output'))
+    _add_quantity_arguments(
+        parser.add_argument_group('product metadata (unknown physics is defaulted, warned and recorded)')
+    )
+    _add_interpretation_arguments(parser.add_argument_group('interpretation'))
     run = parser.add_argument_group('run')
     run.add_argument('--jobs', type=int, default=1, help='files converted in parallel (batch)')
     run.add_argument('--quiet', action='store_true', help='errors only; no progress bar')
@@ -139,22 +93,127 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def meta_from_args(args: argparse.Namespace) -> ExportMeta:
-    meta = ExportMeta.from_json(args.metadata_json) if args.metadata_json else ExportMeta()
-    values: dict[str, Any] = {}
-    for key in ('name', 'comments', 'detector_distance_m', 'photon_energy_eV', 'exposure_time_s',
-                'probe_photon_count', 'mass_attenuation_m2_per_kg', 'tomography_angle_deg',
-                'object_pixel_size_m', 'object_pixel_width_m', 'object_pixel_height_m',
-                'probe_pixel_size_m', 'object_center_x_m', 'object_center_y_m',
-                'detector_pixel_size_m'):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    # width/height flags refine the square size flag, whatever the order given
-    ordered = {k: values.pop(k) for k in list(values) if k.endswith('_size_m')}
-    flag_meta = ExportMeta.from_mapping(ordered, source='command line').overlay(
-        ExportMeta.from_mapping(values, source='command line')
+def _add_io_arguments(io: argparse._ArgumentGroup) -> None:
+    io.add_argument(
+        '--input-npz',
+        nargs='+',
+        type=Path,
+        metavar='NPZ',
+        help='PtychoPINN dataset(s); several files need --output-dir',
     )
-    return meta.overlay(flag_meta)
+    io.add_argument('--output-product', type=Path, metavar='H5', help='product HDF5 to write')
+    io.add_argument('--output-dir', type=Path, help='folder for <stem>.h5 products (batch mode)')
+    io.add_argument(
+        '--output-diffraction',
+        type=Path,
+        metavar='H5',
+        help="also write Ptychodus's assembled-diffraction HDF5 (intensities)",
+    )
+    io.add_argument(
+        '--write-diffraction-file',
+        action='store_true',
+        help='batch mode: also write <stem>.diffraction.h5 next to each product',
+    )
+    io.add_argument(
+        '--input-product',
+        type=Path,
+        metavar='H5',
+        help='reverse direction: product HDF5 to turn back into an NPZ',
+    )
+    io.add_argument('--output-npz', type=Path, metavar='NPZ', help='reverse direction: NPZ to write')
+    io.add_argument('--overwrite', action='store_true', help='replace existing outputs')
+    io.add_argument(
+        '--inspect', action='store_true', help='print what was found and what would be written; write nothing'
+    )
+
+
+def _flag(spelling: str) -> str:
+    return '--' + spelling.replace('_', '-')
+
+
+#: argparse destination prefix of the quantity flags (each flag keeps its own spelling).
+_Q = 'quantity:'
+
+
+def _add_quantity_arguments(meta: argparse._ArgumentGroup) -> None:
+    """One flag per spelling in the quantity table; the guide's spelling is the one shown."""
+    meta.add_argument('--name', help='product name (default: the input file stem)')
+    meta.add_argument('--comments', help='product comments')
+    meta.add_argument(
+        '--metadata-json',
+        type=Path,
+        metavar='JSON',
+        help='sidecar with any of the metadata below (flags win over it)',
+    )
+    squares: set[str] = set()
+    for quantity in QUANTITIES:
+        if quantity.square is not None and quantity.square not in squares:
+            squares.add(quantity.square)
+            what = quantity.help.replace(' width', ' size').split(' (')[0]
+            meta.add_argument(
+                _flag(quantity.square),
+                dest=_Q + quantity.square,
+                type=float,
+                metavar='X',
+                help=f'{what} (m, square; width/height flags refine it)',
+            )
+        shown = quantity.flag or quantity.name
+        for spelling in quantity.spellings:
+            meta.add_argument(
+                _flag(spelling),
+                dest=_Q + spelling,
+                type=float,
+                metavar='X',
+                help=quantity.help if spelling == shown else argparse.SUPPRESS,
+            )
+
+
+def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
+    data.add_argument(
+        '--include-diffraction',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='bundle patterns and coordinates in /raw_data (default: on)',
+    )
+    data.add_argument(
+        '--diffraction-domain',
+        choices=('auto', 'amplitude', 'intensity'),
+        default='auto',
+        help='what the stack holds (default: decided and logged)',
+    )
+    data.add_argument(
+        '--positions',
+        choices=('actual', 'nominal'),
+        default='actual',
+        help='xcoords/ycoords (actual, default) or xcoords_start/ycoords_start',
+    )
+    data.add_argument(
+        '--layout',
+        choices=('auto', 'NHW', 'HWN', 'NHW1'),
+        default='auto',
+        help='pattern axis of the stack (default: matched to the positions)',
+    )
+    data.add_argument(
+        '--compression',
+        choices=('none', 'gzip', 'lzf'),
+        default='gzip',
+        help='HDF5 filter for the pattern stacks (default gzip: readable everywhere)',
+    )
+    data.add_argument(
+        '--compression-level', type=int, choices=range(0, 10), metavar='0-9', help='gzip level (default 4)'
+    )
+
+
+def meta_from_args(args: argparse.Namespace) -> ExportMeta:
+    """Sidecar values, overridden by flags (square sizes first, refined by width/height)."""
+    meta = ExportMeta.from_json(args.metadata_json) if args.metadata_json else ExportMeta()
+    values = {
+        dest[len(_Q) :]: value
+        for dest, value in vars(args).items()
+        if dest.startswith(_Q) and value is not None
+    }
+    texts = {key: getattr(args, key) for key in ('name', 'comments') if getattr(args, key) is not None}
+    return meta.overlay(ExportMeta.from_mapping({**texts, **values}, source='command line'))
 
 
 @dataclass(frozen=True)
@@ -194,10 +253,7 @@ def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportRepor
     show = not (args.quiet or args.inspect or args.jobs > 1) and sys.stderr.isatty()
     bar = _ProgressBar(job.input_npz.name)
     try:
-        return export_product(
-            job.input_npz,
-            job.output_product,
-            meta,
+        options = ExportOptions(
             include_raw=args.include_diffraction,
             diffraction_output=job.output_diffraction,
             overwrite=args.overwrite,
@@ -209,6 +265,7 @@ def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportRepor
             progress=bar.start if show else None,
             dry_run=args.inspect,
         )
+        return export_product(job.input_npz, job.output_product, meta, options)
     finally:
         bar.close()
 
@@ -228,8 +285,9 @@ def _plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> lis
     if len(set(stems)) != len(stems):
         parser.error('several inputs share a file name; their outputs would collide')
     return [
-        Job(p, out / f'{p.stem}.h5',
-            out / f'{p.stem}.diffraction.h5' if args.write_diffraction_file else None)
+        Job(
+            p, out / f'{p.stem}.h5', out / f'{p.stem}.diffraction.h5' if args.write_diffraction_file else None
+        )
         for p in inputs
     ]
 
@@ -280,7 +338,9 @@ def _run_one(job: Job, args: argparse.Namespace, meta: ExportMeta) -> tuple[str,
 def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
     """``--flag -7e-7`` -> ``--flag=-7e-7``: argparse would take ``-7e-7`` for an option."""
     takes_value = {
-        option for action in parser._actions if action.nargs is None and action.option_strings
+        option
+        for action in parser._actions
+        if action.nargs is None and action.option_strings
         for option in action.option_strings
     }
     out: list[str] = []
@@ -356,8 +416,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error('use either --input-npz or --input-product')
         if args.output_npz is None:
             parser.error('--input-product needs --output-npz')
-        result = import_product(args.input_product, args.output_npz, overwrite=args.overwrite,
-                                check_terminates=True)
+        result = import_product(
+            args.input_product, args.output_npz, overwrite=args.overwrite, check_terminates=True
+        )
         if not args.quiet:
             print(result.summary())
         return 0

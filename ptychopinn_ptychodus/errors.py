@@ -26,11 +26,3 @@ class AmbiguousLayoutError(InvalidInputError):
 class OutputError(PtychoPINNError):
     """The destination cannot be written (exists, bad path, disk full, ...)."""
 
-
-
-class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
-    """A signal asked the conversion to stop; a BaseException so every clean-up runs."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(signum)

@@ -31,7 +31,11 @@ from typing import IO, Any
 import numpy as np
 import numpy.lib.format as npy_format
 
+from .block_io import CORRUPT_ERRORS, read_into
 from .errors import InvalidInputError
+from .pattern_reader import NpzPatternReader
+from .stack import DiffractionInfo
+from .untrusted import check_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +48,6 @@ _LOCAL_HEADER = struct.Struct('<4sHHHHHIIIHH')
 MAX_DEFLATE_RATIO = 1100
 #: More members than any PtychoPINN dataset has; guards against zip-bomb fan-out.
 MAX_MEMBERS = 4096
-#: Errors that mean "the archive's bytes are bad", wherever they surface.
-CORRUPT_ERRORS = (
-    zipfile.BadZipFile, zlib.error, EOFError, struct.error, ValueError, OSError,
-    NotImplementedError, RuntimeError, OverflowError,
-)
 
 
 def available_memory_bytes() -> int | None:
@@ -89,10 +88,6 @@ class MemberInfo:
     def is_object(self) -> bool:
         return bool(self.dtype.hasobject)
 
-    def describe(self) -> str:
-        storage = 'deflated' if self.compressed else 'stored'
-        return f'{self.key}: shape {self.shape}, dtype {self.dtype}, {storage}'
-
 
 class _MetadataUnpickler(pickle.Unpickler):
     """Rebuilds only a numpy object array; any other global is refused."""
@@ -116,12 +111,7 @@ class NpzArchive:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._offsets: dict[str, int] = {}
-        if not self.path.exists():
-            raise InvalidInputError(self.path, 'no such file')
-        if self.path.is_dir():
-            raise InvalidInputError(self.path, 'is a directory, not an NPZ file')
-        if not self.path.is_file():  # FIFOs would block, devices never end
-            raise InvalidInputError(self.path, 'is not a regular file')
+        check_regular_file(self.path, 'an NPZ file')
         try:
             self._zip = zipfile.ZipFile(self.path, 'r')
         except PermissionError as exc:
@@ -251,7 +241,9 @@ class NpzArchive:
 
     def open_data(self, key: str) -> IO[bytes]:
         """A stream positioned at the first byte of the array's data."""
-        info = self._plain_info(key)
+        return self._data_stream(self._plain_info(key))
+
+    def _data_stream(self, info: MemberInfo) -> IO[bytes]:
         stream = self._zip.open(info.member)
         stream.read(info.header_bytes)
         return stream
@@ -267,7 +259,7 @@ class NpzArchive:
             )
         out = np.empty(info.shape[::-1] if info.fortran_order else info.shape, dtype=info.dtype)
         try:
-            with self.open_data(key) as stream:
+            with self._data_stream(info) as stream:
                 read_into(stream, out)
         except CORRUPT_ERRORS as exc:
             raise self._fail(f'array {key!r} cannot be read (corrupt archive?): {exc}') from exc
@@ -300,6 +292,10 @@ class NpzArchive:
         with open(self.path, 'rb') as raw:
             raw.seek(offset - info.header_bytes)
             return zlib.crc32(raw.read(info.header_bytes))
+
+    def pattern_reader(self, info: DiffractionInfo) -> NpzPatternReader:
+        """Block access to the stack in member ``info.key``."""
+        return NpzPatternReader(self, info)
 
     def verify_crc(self, key: str) -> None:
         """Read a member through zipfile once, which checks its CRC-32."""
@@ -344,16 +340,6 @@ class NpzArchive:
         except Exception as exc:  # noqa: BLE001 - any failure means: skip, never execute
             logger.warning('%s: skipping %r (not a plain JSON string: %s)', self.path, key, exc)
             return None
-
-
-def read_into(stream: IO[bytes], out: np.ndarray) -> None:
-    view = memoryview(out.reshape(-1).view(np.uint8)) if out.nbytes else memoryview(b'')  # type: ignore[arg-type]
-    filled = 0
-    while filled < len(view):
-        got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
-        if not got:
-            raise EOFError(f'array data ends after {filled} of {len(view)} bytes')
-        filled += got
 
 
 @dataclass(frozen=True)

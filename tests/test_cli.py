@@ -317,7 +317,11 @@ def test_npz_without_diffraction_is_a_warning(sample_npz, npz_from_arrays, run_c
     assert len(load_product(out).probe_positions) == arrays['xcoords'].size
 
 
-def test_npz_without_diffraction_and_explicit_include_fails(sample_npz, npz_from_arrays, run_cli, tmp_path):
+def test_npz_without_diffraction_and_explicit_include_writes_bundle_and_warns(
+    sample_npz, npz_from_arrays, run_cli, tmp_path
+):
+    """The PtychoPINN guide's command passes --include-diffraction for reconstructions too:
+    without a stack it writes /raw_data with positions, probe and object, and warns."""
     _, arrays = sample_npz()
     del arrays['diffraction']
     npz = npz_from_arrays('reconstruction.npz', **arrays)
@@ -325,8 +329,14 @@ def test_npz_without_diffraction_and_explicit_include_fails(sample_npz, npz_from
 
     result = run_cli('--input-npz', npz, '--output-product', out, '--include-diffraction')
 
-    assert_clean_failure(result, out)
-    assert 'diffraction' in result.stderr
+    assert result.returncode == 0, result
+    assert 'WARNING' in result.stderr and 'no diffraction stack' in result.stderr
+    with h5py.File(out, 'r') as h5:
+        raw = h5['raw_data']
+        assert 'diffraction' not in raw
+        np.testing.assert_array_equal(raw['xcoords'][()], arrays['xcoords'])
+        np.testing.assert_array_equal(raw['probeGuess'][()], arrays['probeGuess'])
+        np.testing.assert_array_equal(raw['objectGuess'][()], arrays['objectGuess'])
 
 
 # -- batch ----------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from ptychodus.api.io import load_product
 
-import ptychopinn_ptychodus.conversion as conversion
-from ptychopinn_ptychodus.conversion import ExportMeta, export_product, import_product
+import ptychopinn_ptychodus.export as export
+import ptychopinn_ptychodus.product_import as product_import
+from ptychopinn_ptychodus import ExportMeta, export_product, import_product
 from ptychopinn_ptychodus.errors import InvalidInputError, OutputError
 
 
@@ -94,14 +95,14 @@ def test_bad_input_leaves_nothing(base_arrays, npz_from_arrays, tmp_path, no_lef
 
 def test_failure_mid_write_leaves_no_product(sample_npz, tmp_path, monkeypatch, no_leftovers):
     npz, _ = sample_npz()
-    real_write_product = conversion.write_product
+    real_write_product = export.write_product
 
     def write_then_fail(h5, product):
         real_write_product(h5, product)  # the file is half done when we fail
         h5.flush()
         raise BoomError('disk on fire')
 
-    monkeypatch.setattr(conversion, 'write_product', write_then_fail)
+    monkeypatch.setattr(export, 'write_product', write_then_fail)
     out = tmp_path / 'out.h5'
 
     with pytest.raises(BoomError):
@@ -121,7 +122,7 @@ def test_failure_mid_write_keeps_the_old_file_when_overwriting(sample_npz, tmp_p
     def fail(h5, product):
         raise BoomError('interrupted')
 
-    monkeypatch.setattr(conversion, 'write_product', fail)
+    monkeypatch.setattr(export, 'write_product', fail)
     with pytest.raises(BoomError):
         export_product(npz, out, ExportMeta(name='bad'), overwrite=True)
 
@@ -132,7 +133,7 @@ def test_failure_mid_write_keeps_the_old_file_when_overwriting(sample_npz, tmp_p
 
 def test_failure_in_the_pattern_stack_leaves_nothing(sample_npz, tmp_path, monkeypatch, no_leftovers):
     npz, _ = sample_npz()
-    real = conversion.write_pattern_stack
+    real = export.write_pattern_stack
     calls = []
 
     def fail_late(parent, name, shape, dtype, blocks, **kwargs):
@@ -140,7 +141,7 @@ def test_failure_in_the_pattern_stack_leaves_nothing(sample_npz, tmp_path, monke
         real(parent, name, shape, dtype, blocks, **kwargs)
         raise BoomError('failed after the stack')
 
-    monkeypatch.setattr(conversion, 'write_pattern_stack', fail_late)
+    monkeypatch.setattr(export, 'write_pattern_stack', fail_late)
     with pytest.raises(BoomError):
         export_product(npz, tmp_path / 'out.h5')
 
@@ -156,7 +157,7 @@ def test_diffraction_failure_takes_the_product_with_it(sample_npz, tmp_path, mon
     def fail(*args, **kwargs):
         raise BoomError('diffraction writer failed')
 
-    monkeypatch.setattr(conversion, 'write_diffraction_layout', fail)
+    monkeypatch.setattr(export, 'write_diffraction_layout', fail)
     with pytest.raises(BoomError):
         export_product(npz, tmp_path / 'p.h5', diffraction_output=tmp_path / 'd.h5')
 
@@ -172,7 +173,7 @@ def test_import_failure_leaves_no_npz(sample_npz, tmp_path, monkeypatch, no_left
     def fail(*args, **kwargs):
         raise BoomError('npz writer failed')
 
-    monkeypatch.setattr(conversion, 'write_npz', fail)
+    monkeypatch.setattr(product_import, "write_npz", fail)
     with pytest.raises(BoomError):
         import_product(tmp_path / 'p.h5', tmp_path / 'back.npz')
 

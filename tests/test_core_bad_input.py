@@ -18,7 +18,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 import pytest
 
-from ptychopinn_ptychodus.conversion import export_product, import_product
+from ptychopinn_ptychodus import export_product, import_product
 from ptychopinn_ptychodus.errors import AmbiguousLayoutError, InvalidInputError
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ptychodus.api.io import load_diffraction_data, load_product
 
-from ptychopinn_ptychodus.conversion import ExportMeta, export_product
+from ptychopinn_ptychodus import ExportMeta, export_product
 
 
 @pytest.mark.parametrize('layout', ['NHW', 'HWN', 'NHW1'])
@@ -114,7 +114,7 @@ def test_multi_chunk_stacks_read_back_exactly(sample_npz, tmp_path, compression)
 
 def test_uneven_blocks_into_gzip_chunks(tmp_path):
     """write_pattern_stack with blocks that straddle chunk boundaries (direct-chunk gzip path)."""
-    from ptychopinn_ptychodus.product_h5 import write_pattern_stack
+    from ptychopinn_ptychodus.chunk_writer import write_pattern_stack
 
     rng = np.random.default_rng(3)
     stack = rng.random((300, 20, 20)).astype(np.float32)  # chunks 256 deep, tiles 8x8 with ragged edges

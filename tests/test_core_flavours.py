@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ptychodus.api.io import load_diffraction_data, load_product
 
-from ptychopinn_ptychodus.conversion import export_product
+from ptychopinn_ptychodus import export_product
 
 
 def _raw_diffraction(product: Path) -> tuple[np.ndarray, dict]:

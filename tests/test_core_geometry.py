@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from ptychodus.api.io import load_product
 from ptychodus.api.object import ObjectGeometry
 
-from ptychopinn_ptychodus.conversion import ExportMeta, export_product
+from ptychopinn_ptychodus import ExportMeta, export_product
 from ptychopinn_ptychodus.geometry import ObjectGrid
 
 CENTRE_X, CENTRE_Y = 1.3e-6, -0.7e-6

@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     import ptychopinn_ptychodus
-    from ptychopinn_ptychodus.conversion import export_product, import_product
+    from ptychopinn_ptychodus import export_product, import_product
     from ptychopinn_ptychodus.sample import write_sample
 
     folder = Path(sys.argv[1])

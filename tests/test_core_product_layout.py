@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ptychodus.api.io import load_product
 
-from ptychopinn_ptychodus.conversion import ExportMeta, export_product
+from ptychopinn_ptychodus import ExportMeta, export_product
 
 FULL_META = ExportMeta(
     name='run',
@@ -185,13 +185,15 @@ def test_npz_without_diffraction_bundles_positions_only(sample_npz, npz_from_arr
         np.testing.assert_array_equal(h5['raw_data/xcoords'][()], arrays['xcoords'])
 
 
-def test_npz_without_diffraction_and_explicit_bundle_is_an_error(sample_npz, npz_from_arrays, tmp_path):
-    from ptychopinn_ptychodus.errors import InvalidInputError
-
+def test_npz_without_diffraction_and_explicit_bundle_warns(sample_npz, npz_from_arrays, tmp_path):
+    """As PtychoPINN's own exporter does: an explicit bundle without a stack holds the rest."""
     _, arrays = sample_npz()
     del arrays['diffraction']
     npz = npz_from_arrays('nodiff.npz', **arrays)
 
-    with pytest.raises(InvalidInputError, match='diffraction'):
-        export_product(npz, tmp_path / 'out.h5', include_raw=True)
-    assert not (tmp_path / 'out.h5').exists()
+    report = export_product(npz, tmp_path / 'out.h5', include_raw=True)
+
+    assert any('no diffraction stack' in note for note in report.notes)
+    with h5py.File(tmp_path / 'out.h5', 'r') as h5:
+        assert 'diffraction' not in h5['raw_data']
+        np.testing.assert_array_equal(h5['raw_data/ycoords'][()], arrays['ycoords'])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ptychodus.api.io import load_diffraction_data, load_product
 
-from ptychopinn_ptychodus.conversion import ExportMeta, export_product, import_product
+from ptychopinn_ptychodus import ExportMeta, export_product, import_product
 
 RUN1084 = 'run1084_recon3_postPC.npz'
 TIKE = 'tike_siemens-star-small.npz.bz2'

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ptychopinn_ptychodus.conversion import ExportMeta, export_product, import_product
+from ptychopinn_ptychodus import ExportMeta, export_product, import_product
 
 GEOMETRY = ExportMeta(object_pixel_width_m=4e-8, object_pixel_height_m=6e-8,
                       object_center_x_m=1.3e-6, object_center_y_m=-0.7e-6)

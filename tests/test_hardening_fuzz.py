@@ -56,7 +56,7 @@ from test_hardening_helpers import (  # noqa: F401 - restore_cli_logging is an a
     write_arrays,
 )
 
-from ptychopinn_ptychodus import cli, conversion, open_dataset
+from ptychopinn_ptychodus import cli, export, open_dataset, product_import
 from ptychopinn_ptychodus.errors import PtychoPINNError
 from ptychopinn_ptychodus.plugin import (
     BundledDiffractionFileReader,
@@ -138,7 +138,7 @@ def npz_seeds(tmp_path_factory) -> dict[str, bytes]:
     for name, data in seeds.items():  # every seed is valid to begin with
         path = tmp_path_factory.mktemp('check') / f'{name}.npz'
         path.write_bytes(data)
-        conversion.export_product(path, path.with_suffix('.h5'))
+        export.export_product(path, path.with_suffix('.h5'))
     return seeds
 
 
@@ -157,8 +157,8 @@ def h5_seeds(tmp_path_factory) -> dict[str, bytes]:
         src = folder / f'{source}.npz'
         src.write_bytes(npz[source])
         out = folder / f'{name}.h5'
-        conversion.export_product(src, out, **options)
-        conversion.import_product(out, folder / f'{name}.back.npz')  # valid to begin with
+        export.export_product(src, out, **options)
+        product_import.import_product(out, folder / f'{name}.back.npz')  # valid to begin with
         seeds[name] = out.read_bytes()
     return seeds
 
@@ -385,7 +385,7 @@ def test_fuzz_npz_entry_points(npz_seeds, tmp_path, capsys):
         _call(ledger, 'NPZDiffractionFileReader', label, lambda: _read_npz_diffraction(path))
         _call(ledger, 'NPZProductFileReader', label, lambda: NPZProductFileReader().read(path))
         if not _call(ledger, 'export_product', label,
-                     lambda: conversion.export_product(path, out, overwrite=True)):
+                     lambda: export.export_product(path, out, overwrite=True)):
             if out.exists():
                 ledger.violation('export_product', 'output after failure', str(out), label)
         out.unlink(missing_ok=True)
@@ -434,7 +434,7 @@ def _h5_ops(path: Path, out: Path, emit: Callable[[dict[str, Any]], None]) -> No
         for array in dataset:
             array.get_patterns()
 
-    if not record('import_product', lambda: conversion.import_product(path, out, overwrite=True,
+    if not record('import_product', lambda: product_import.import_product(path, out, overwrite=True,
                                                                     check_terminates=True)):
         if out.exists():
             emit({'op': 'import_product', 'status': 'violation', 'type': 'output after failure',

@@ -42,7 +42,7 @@ from test_hardening_helpers import (  # noqa: F401 - restore_cli_logging is an a
 )
 
 from ptychopinn_ptychodus import cli, open_dataset
-from ptychopinn_ptychodus.conversion import export_product
+from ptychopinn_ptychodus import export_product
 from ptychopinn_ptychodus.errors import PtychoPINNError
 from ptychopinn_ptychodus.plugin import NPZDiffractionFileReader, NPZProductFileReader
 

@@ -31,7 +31,7 @@ from test_hardening_helpers import (  # noqa: F401 - restore_cli_logging is an a
     stderr_lines,
 )
 
-from ptychopinn_ptychodus import cli, conversion
+from ptychopinn_ptychodus import cli, export
 
 NUM_PATTERNS = 3000
 PATTERN_PX = 128  # 3000 x 128 x 128 float32 = 197 MB (one CPU: ~5 s of gzip)
@@ -160,7 +160,7 @@ def test_signal_delivered_inside_a_finalizer_still_interrupts(sample_npz, tmp_pa
                                                              capsys, signum):
     npz, _ = sample_npz()
     out = tmp_path / 'product.h5'
-    original = conversion.write_product
+    original = export.write_product
 
     def write_product_then_finalize(h5, product):
         original(h5, product)
@@ -175,7 +175,7 @@ def test_signal_delivered_inside_a_finalizer_still_interrupts(sample_npz, tmp_pa
         del target  # runs callback() now, as h5py's registry does when an identifier is freed
         assert guard() is None
 
-    monkeypatch.setattr(conversion, 'write_product', write_product_then_finalize)
+    monkeypatch.setattr(export, 'write_product', write_product_then_finalize)
 
     code = cli.main(['--input-npz', str(npz), '--output-product', str(out), *FULL_META])
     captured = capsys.readouterr()

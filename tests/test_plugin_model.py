@@ -22,7 +22,7 @@ from ptychodus.api.reconstruct import ReconstructInput
 from ptychodus.model import ModelCore
 
 from ptychopinn_ptychodus import plugin
-from ptychopinn_ptychodus.conversion import export_product
+from ptychopinn_ptychodus import export_product
 from ptychopinn_ptychodus.sample import write_sample
 
 NPZ = plugin.NPZ_SIMPLE_NAME

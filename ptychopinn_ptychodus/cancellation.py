@@ -1,0 +1,36 @@
+"""Cooperative cancellation: signals become :class:`Interrupted` at safe points.
+
+The CLI's signal handler raises at once, but an exception raised inside a
+finalizer is swallowed by Python; so every long loop and the final publish of
+an output also look at the pending-signal record kept here.
+"""
+
+from __future__ import annotations
+
+
+class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """A signal asked the conversion to stop; a BaseException so every clean-up runs."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signum)
+
+
+#: Signals received and not yet acted on.
+_pending_signals: list[int] = []
+
+
+def request_interrupt(signum: int) -> None:
+    """Signal-handler body: remember the signal, then raise."""
+    _pending_signals.append(signum)
+    raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` if a signal arrived that nobody acted on yet."""
+    if _pending_signals:
+        raise Interrupted(_pending_signals[0])
+
+
+def clear_interrupts() -> None:
+    _pending_signals.clear()

@@ -1,0 +1,144 @@
+"""Differences between the Ptychodus releases we support (1.5.1, 1.6.x, 1.7.x), by feature.
+
+Nothing here compares version numbers: each difference is detected from the
+running Ptychodus itself (field names, constructor signatures, and the host's
+own probe -> object pixel mapping), so a patched or intermediate release works
+as long as it has one of the known shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .quantities import BY_NAME, in_place
+
+
+def parameter_names(cls: Any) -> tuple[str, ...]:
+    """Keyword names a class accepts (dataclass fields or ``__init__`` parameters)."""
+    if dataclasses.is_dataclass(cls):
+        return tuple(field.name for field in dataclasses.fields(cls))
+    return tuple(name for name in inspect.signature(cls).parameters if name != 'self')
+
+
+def construct(cls: Any, values: Mapping[tuple[str, ...] | str, Any]) -> Any:
+    """Build ``cls`` from values keyed by candidate names (newest spelling first).
+
+    The first candidate the host's class accepts is used; a value none of whose
+    names it accepts is dropped (the host predates that field).
+    """
+    accepted = set(parameter_names(cls))
+    kwargs: dict[str, Any] = {}
+    for names, value in values.items():
+        candidates = (names,) if isinstance(names, str) else names
+        chosen = next((name for name in candidates if name in accepted), None)
+        if chosen is not None:
+            kwargs[chosen] = value
+    return cls(**kwargs)
+
+
+def first_attr(obj: Any, names: Sequence[str], default: Any = None) -> Any:
+    """The value of the first of ``names`` that ``obj`` has."""
+    for name in names:
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+# ---------------------------------------------------------------------------
+# metadata
+# ---------------------------------------------------------------------------
+
+
+def product_metadata(cls: Any, name: str, comments: str, values: Mapping[str, float]) -> Any:
+    """Ptychodus ``ProductMetadata`` from our root quantities, under the host's field names."""
+    fields: dict[tuple[str, ...] | str, Any] = {'name': name, 'comments': comments}
+    for quantity in in_place('root'):
+        fields[quantity.ptychodus] = float(values.get(quantity.name, 0.0))
+    return construct(cls, fields)
+
+
+def product_metadata_values(meta: Any) -> tuple[str, str, dict[str, float]]:
+    """Name, comments and root quantities of a Ptychodus ``ProductMetadata``."""
+    values = {q.name: float(first_attr(meta, q.ptychodus, 0.0) or 0.0) for q in in_place('root')}
+    return str(meta.name), str(meta.comments), values
+
+
+def diffraction_metadata(cls: Any, values: Mapping[str, Any]) -> Any:
+    """Ptychodus ``DiffractionMetadata``: energy is ``photon_energy_eV`` (1.7) or ``probe_energy_eV``."""
+    fields: dict[tuple[str, ...] | str, Any] = {}
+    for key, value in values.items():
+        fields[BY_NAME[key].ptychodus if key in BY_NAME else key] = value
+    return construct(cls, fields)
+
+
+def diffraction_quantities(meta: Any) -> dict[str, float | None]:
+    """Distance, energy and detector pixel of a Ptychodus ``DiffractionMetadata``."""
+    pixel = getattr(meta, 'detector_pixel_geometry', None)
+    return {
+        'detector_distance_m': getattr(meta, 'detector_distance_m', None),
+        'photon_energy_eV': first_attr(meta, BY_NAME['photon_energy_eV'].ptychodus),
+        'detector_pixel_width_m': None if pixel is None else pixel.width_m,
+        'detector_pixel_height_m': None if pixel is None else pixel.height_m,
+    }
+
+
+# ---------------------------------------------------------------------------
+# positions and geometry
+# ---------------------------------------------------------------------------
+
+
+def position_arrays(positions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indexes and x/y metres of a ``ProbePositionSequence`` in every release.
+
+    ``ProbePosition`` is ``(index, x, y, ...)`` everywhere; only the names of x
+    and y changed (``coordinate_x_m`` before 1.6), so values are read by position.
+    """
+    rows = [tuple(getattr(p, f.name) for f in dataclasses.fields(p)[:3]) for p in positions]
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    index, x_m, y_m = zip(*rows, strict=True)
+    return np.asarray(index, np.int64), np.asarray(x_m, np.float64), np.asarray(y_m, np.float64)
+
+
+def object_center(cls: Any, x_m: float, y_m: float) -> Any:
+    """``ObjectCenter`` (``x_m``/``y_m``, or ``coordinate_x_m``/``coordinate_y_m`` before 1.6)."""
+    return cls(x_m, y_m)
+
+
+@functools.cache
+def host_pixel_offset(geometry_cls: Any, position_cls: Any) -> float:
+    """Where the running Ptychodus puts the object centre, minus ``(W - 1) / 2``, in pixels.
+
+    Measured with the host's own ``map_coordinates_probe_to_object`` on a
+    4-pixel-wide object: 0.0 for Ptychodus >= 1.6 (``(W - 1) / 2``), 0.5 for
+    1.5.1 (``W / 2``). Our metres are written for ``(W - 1) / 2``; positions
+    handed to an older host are moved by this offset so that they land on the
+    same object pixels there.
+    """
+    geometry = construct(
+        geometry_cls,
+        {
+            'width_px': 4,
+            'height_px': 4,
+            'pixel_width_m': 1.0,
+            'pixel_height_m': 1.0,
+            'center_x_m': 0.0,
+            'center_y_m': 0.0,
+        },
+    )
+    mapped = geometry.map_coordinates_probe_to_object(position_cls(0, 0.0, 0.0))
+    return float(first_attr(mapped, ('x_px', 'coordinate_x_px'))) - 1.5
+
+
+def find_strategy(chooser: Any, simple_name: str) -> Any:
+    """A registered strategy by simple name (``get_strategy_by_name`` is absent before 1.6)."""
+    plugin = chooser.find_plugin(simple_name)
+    if plugin is None:
+        raise LookupError(simple_name)
+    return plugin.strategy

@@ -1,0 +1,353 @@
+"""PtychoPINN dataset -> Ptychodus product HDF5 (and Ptychodus's assembled-diffraction HDF5)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .atomic import atomic_output, check_destination, check_size_limit
+from .chunk_writer import DEFAULT_COMPRESSION, Compression, write_pattern_stack
+from .geometry import ObjectGrid, fraction_inside, placeholder_object_shape
+from .metadata import ResolvedMeta, resolve_meta
+from .npz_format import PositionChoice, PtychoPINNDataset, open_dataset
+from .product_file import Product, create_h5, write_diffraction_layout, write_product, write_raw_bundle
+from .quantities import ExportMeta, in_place
+from .stack import Domain, Layout, blocks_for, bundle_dtype
+
+#: Patterns are converted in blocks of about this size.
+BLOCK_BYTES = 16 << 20
+#: ``progress(total)`` is called once the number of patterns is known and returns ``update(n)``.
+ProgressFactory = Callable[[int], Callable[[int], None]]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to convert, beyond the experiment's metadata.
+
+    Parameters
+    ----------
+    include_raw: bundle the stack and positions in ``/raw_data``. ``None`` (default)
+        bundles whatever there is; ``True`` also warns when there is no stack.
+    diffraction_output: also write Ptychodus's assembled-diffraction HDF5 here.
+    overwrite: replace existing outputs (never partially: outputs are published atomically).
+    domain: what the stack holds (``'amplitude'``/``'intensity'``); ``None`` decides and logs.
+    positions: ``'actual'`` (``xcoords``) or ``'nominal'`` (``xcoords_start``).
+    layout: pattern axis (``'NHW'``, ``'HWN'``, ``'NHW1'``); ``None`` matches it to the positions.
+    compression, compression_level: HDF5 filter for pattern stacks (gzip level 4 by default).
+    progress: a :data:`ProgressFactory` (the CLI's progress bar), or ``None``.
+    dry_run: validate and report without writing anything (the CLI's ``--inspect``).
+    block_bytes: size of the blocks patterns are converted in (bounds memory).
+    """
+
+    include_raw: bool | None = None
+    diffraction_output: str | os.PathLike[str] | None = None
+    overwrite: bool = False
+    domain: Domain | str | None = None
+    positions: PositionChoice = 'actual'
+    layout: Layout | str | None = None
+    compression: Compression = DEFAULT_COMPRESSION
+    compression_level: int | None = None
+    progress: ProgressFactory | None = None
+    dry_run: bool = False
+    block_bytes: int = BLOCK_BYTES
+
+    @classmethod
+    def build(cls, options: ExportOptions | None, overrides: dict[str, Any]) -> ExportOptions:
+        """``options`` with keyword overrides; an unknown keyword fails clearly."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(
+                f'unknown export option(s) {", ".join(unknown)}; known: {", ".join(sorted(known))}'
+            )
+        base = options or cls()
+        return cls(**{**{f.name: getattr(base, f.name) for f in fields(cls)}, **overrides})
+
+
+@dataclass
+class ExportReport:
+    """What an export did, for the CLI summary and for tests."""
+
+    input_path: Path
+    product_path: Path | None
+    diffraction_path: Path | None
+    num_positions: int
+    object_shape: tuple[int, ...]
+    probe_shape: tuple[int, ...]
+    diffraction: str
+    defaulted: list[str]
+    notes: list[str]
+    fraction_on_object: float | None
+    position_convention: str = ''
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [
+            f'{self.input_path.name}: {self.num_positions} positions',
+            f'object {self.object_shape}',
+            f'probe {self.probe_shape}',
+            self.diffraction,
+        ]
+        if self.fraction_on_object is not None:
+            parts.append(f'{100 * self.fraction_on_object:.1f}% of positions over the object')
+        return ', '.join(parts)
+
+
+def export_product(
+    input_npz: str | os.PathLike[str],
+    output_product: str | os.PathLike[str] | None,
+    meta: ExportMeta | None = None,
+    options: ExportOptions | None = None,
+    **option_values: Any,
+) -> ExportReport:
+    """Convert a PtychoPINN NPZ into a Ptychodus product (and/or diffraction file).
+
+    Parameters
+    ----------
+    input_npz: the PtychoPINN dataset.
+    output_product: product HDF5 to write, or ``None`` (only a diffraction file, or a dry run).
+    meta: what is known about the experiment (:class:`ExportMeta`); the rest is
+        taken from the file's own keys or defaulted with a warning.
+    options: an :class:`ExportOptions`; any of its fields may also be given as keywords.
+    """
+    opts = ExportOptions.build(options, option_values)
+    with open_dataset(
+        input_npz,
+        domain=opts.domain,
+        positions=opts.positions,
+        layout=opts.layout,
+        require_probe=output_product is not None,
+        require_diffraction=opts.diffraction_output is not None,
+    ) as dataset:
+        return export_dataset(dataset, output_product, meta or ExportMeta(), opts)
+
+
+def export_dataset(
+    dataset: PtychoPINNDataset,
+    output_product: str | os.PathLike[str] | None,
+    meta: ExportMeta,
+    opts: ExportOptions,
+) -> ExportReport:
+    """Write the outputs of an open dataset (from a file or from memory)."""
+    if not opts.dry_run:
+        for dest in (output_product, opts.diffraction_output):
+            if dest is not None:
+                check_destination(dest, overwrite=opts.overwrite)
+    resolved = resolve_meta(dataset, meta, need_detector=opts.diffraction_output is not None)
+    bundle = opts.include_raw is not False
+    if bundle and dataset.diffraction is None and output_product is not None:
+        dataset.note('no diffraction stack in the input; /raw_data holds positions, probe and object only')
+    product = assemble_product(dataset, resolved) if dataset.probe is not None else None
+    report = _report(dataset, output_product, opts, resolved, product)
+    if opts.dry_run:
+        return report
+    _check_sizes(dataset, output_product, opts, product, bundle)
+    info = dataset.diffraction
+    stacks = (output_product is not None and bundle) + (opts.diffraction_output is not None)
+    update = opts.progress(info.num_patterns * stacks) if opts.progress and info and stacks else None
+    with ExitStack() as outputs:
+        if output_product is not None:
+            assert product is not None
+            tmp = outputs.enter_context(atomic_output(output_product, overwrite=opts.overwrite))
+            _write_product_file(tmp, dataset, product, bundle=bundle, opts=opts, progress=update)
+        if opts.diffraction_output is not None:
+            tmp = outputs.enter_context(atomic_output(opts.diffraction_output, overwrite=opts.overwrite))
+            _write_diffraction_file(tmp, dataset, resolved, opts=opts, progress=update)
+    return report
+
+
+def _report(
+    dataset: PtychoPINNDataset,
+    output_product: str | os.PathLike[str] | None,
+    opts: ExportOptions,
+    resolved: ResolvedMeta,
+    product: Product | None,
+) -> ExportReport:
+    info = dataset.diffraction
+    return ExportReport(
+        input_path=dataset.path,
+        product_path=None if output_product is None else Path(output_product),
+        diffraction_path=None if opts.diffraction_output is None else Path(opts.diffraction_output),
+        num_positions=dataset.num_positions,
+        object_shape=() if product is None else product.object.shape,
+        probe_shape=() if dataset.probe is None else dataset.probe.shape,
+        diffraction='no diffraction stack' if info is None else info.describe(),
+        defaulted=resolved.defaulted,
+        notes=dataset.notes,
+        fraction_on_object=None
+        if product is None
+        else float(product.extra_attrs['ptychopinn_fraction_on_object']),
+    )
+
+
+def _check_sizes(
+    dataset: PtychoPINNDataset,
+    output_product: str | os.PathLike[str] | None,
+    opts: ExportOptions,
+    product: Product | None,
+    bundle: bool,
+) -> None:
+    """Refuse up front when the file-size limit is smaller than an output could be."""
+    info = dataset.diffraction
+    stack_bytes = 0 if info is None else 8 * info.num_patterns * info.height * info.width
+    if output_product is not None and product is not None:
+        positions = product.position_x_m.nbytes * 8  # metres, pixels, nominal pixels, indexes...
+        fixed = product.probe.nbytes + product.object.nbytes + positions + (64 << 10)
+        check_size_limit(output_product, fixed + (stack_bytes if bundle else 0))
+    if opts.diffraction_output is not None:
+        check_size_limit(opts.diffraction_output, stack_bytes + (64 << 10))
+
+
+def assemble_product(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> Product:
+    """The product a PtychoPINN dataset stands for.
+
+    Shared by the exporter and the Ptychodus plugin, so both place positions
+    identically: indexes 0..M-1 (never ``scan_index``, which names the scan a
+    point belongs to), metres from object pixels by :class:`geometry.ObjectGrid`
+    around the explicit object centre, so Ptychodus never has to guess it.
+    """
+    assert dataset.probe is not None
+    obj, grid = _object_and_grid(dataset, resolved)
+    share = _positions_on_object(dataset, obj)
+    x_m, y_m = grid.pixels_to_metres(dataset.x_px, dataset.y_px)
+    v = resolved.values
+    return Product(
+        metadata=resolved.product_metadata(dataset.notes),
+        probe=dataset.probe,
+        probe_pixel_width_m=v['probe_pixel_width_m'],
+        probe_pixel_height_m=v['probe_pixel_height_m'],
+        object=obj,
+        grid=grid,
+        position_indexes=np.arange(dataset.num_positions, dtype=np.int64),
+        position_x_m=x_m,
+        position_y_m=y_m,
+        extra_attrs={
+            'ptychopinn_ptychodus_version': __version__,
+            'ptychopinn_source_file': dataset.path.name,
+            'ptychopinn_positions': dataset.position_choice,
+            'ptychopinn_defaulted': json.dumps(resolved.defaulted),
+            'ptychopinn_fraction_on_object': share,
+        },
+    )
+
+
+def _object_and_grid(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> tuple[np.ndarray, ObjectGrid]:
+    obj = dataset.object_guess
+    if obj is None:
+        assert dataset.probe is not None
+        shape = placeholder_object_shape(dataset.x_px, dataset.y_px, dataset.probe.shape[-2:])
+        obj = np.ones(shape, dtype=dataset.probe.dtype)
+        dataset.note(f'objectGuess missing; writing an all-ones {shape} placeholder with origin at pixel 0')
+    return obj, resolved.grid(obj.shape[-2], obj.shape[-1])
+
+
+def _positions_on_object(dataset: PtychoPINNDataset, obj: np.ndarray) -> float:
+    share = fraction_inside(dataset.x_px, dataset.y_px, (obj.shape[-2], obj.shape[-1]))
+    if share < 1.0:
+        dataset.note(f'{100 * (1 - share):.1f}% of the scan positions lie outside the object array')
+    return share
+
+
+def _write_product_file(
+    tmp: Path,
+    dataset: PtychoPINNDataset,
+    product: Product,
+    *,
+    bundle: bool,
+    opts: ExportOptions,
+    progress: Callable[[int], None] | None,
+) -> None:
+    with create_h5(tmp) as h5:
+        write_product(h5, product)
+        if not bundle:
+            return
+        positions = dataset.positions
+        extras = {
+            key: value
+            for key, value in (
+                ('xcoords_start', positions.x_start),
+                ('ycoords_start', positions.y_start),
+                ('bad_pixels', dataset.bad_pixels),
+            )
+            if value is not None
+        }
+        group = write_raw_bundle(
+            h5,
+            xcoords=positions.x_actual if positions.x_actual is not None else dataset.x_px,
+            ycoords=positions.y_actual if positions.y_actual is not None else dataset.y_px,
+            scan_index=dataset.scan_index,
+            extras=extras,
+            metadata=dataset.metadata,
+        )
+        assert dataset.probe is not None
+        if dataset.probe_source_shape != dataset.probe.shape:
+            group.attrs['probeGuess_original_shape'] = np.asarray(dataset.probe_source_shape)
+        info = dataset.diffraction
+        if info is None:
+            return
+        amp_dtype = bundle_dtype(info.dtype, info.domain)
+        stack = write_pattern_stack(
+            group,
+            'diffraction',
+            info.nhw_shape,
+            amp_dtype,
+            dataset.iter_pattern_blocks(
+                blocks_for(info, opts.block_bytes), domain=Domain.AMPLITUDE, dtype=amp_dtype
+            ),
+            compression=opts.compression,
+            level=opts.compression_level,
+            progress=progress,
+        )
+        stack.attrs.update(
+            {
+                'axis_canonical': 'NHW',
+                'original_axis_order': info.layout.value,
+                'original_shape': np.asarray(info.source_shape),
+                'measurement_domain': Domain.AMPLITUDE.value,
+                'source_key': info.key,
+                'source_domain': info.domain.value,
+                'source_dtype': info.dtype.str,
+                'domain_reason': info.domain_reason,
+            }
+        )
+
+
+def _write_diffraction_file(
+    tmp: Path,
+    dataset: PtychoPINNDataset,
+    resolved: ResolvedMeta,
+    *,
+    opts: ExportOptions,
+    progress: Callable[[int], None] | None,
+) -> None:
+    info = dataset.diffraction
+    assert info is not None
+    bad = dataset.bad_pixels
+    if bad is None:
+        bad = np.zeros((info.height, info.width), dtype=bool)
+    with create_h5(tmp) as h5:
+        write_diffraction_layout(h5, num_patterns=info.num_patterns, bad_pixels=bad)
+        stack = write_pattern_stack(
+            h5,
+            'patterns',
+            info.nhw_shape,
+            info.output_dtype(Domain.INTENSITY),
+            dataset.iter_pattern_blocks(blocks_for(info, opts.block_bytes), domain=Domain.INTENSITY),
+            compression=opts.compression,
+            level=opts.compression_level,
+            progress=progress,
+        )
+        for quantity in in_place('patterns'):
+            for attr in quantity.attrs:
+                stack.attrs[attr] = resolved.values[quantity.name]
+        stack.attrs['measurement_domain'] = Domain.INTENSITY.value
+        stack.attrs['source_domain'] = info.domain.value
+        stack.attrs['domain_reason'] = info.domain_reason

@@ -1,0 +1,310 @@
+"""Ptychodus product HDF5 -> PtychoPINN arrays (NPZ), and the bundled stack as Ptychodus reads it.
+
+Positions come back as object pixels through the same convention the
+exporter used; when the bundle's exact pixel coordinates agree with the
+product's positions they are used verbatim, so a round trip is bit-exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .atomic import atomic_output, check_destination
+from .errors import InvalidInputError
+from .metadata import strip_notes
+from .npz_archive import StreamedArray, write_npz
+from .npz_format import COMMENTS_KEY, DOMAIN_KEY, NAME_KEY
+from .product_file import H5_ERRORS, RAW_GROUP, Product, RawBundle, open_h5, read_product
+from .quantities import QUANTITIES
+from .stack import Domain, restore_source_values
+
+logger = logging.getLogger(__name__)
+#: Rows read at once when restoring a bundled stack.
+RESTORE_BLOCK_BYTES = 64 << 20
+Arrays = dict[str, np.ndarray | StreamedArray]
+
+
+@dataclass
+class ImportReport:
+    product_path: Path
+    npz_path: Path
+    num_positions: int
+    keys: list[str]
+    notes: list[str]
+
+    def summary(self) -> str:
+        keys = ', '.join(self.keys)
+        return (
+            f'{self.product_path.name} -> {self.npz_path.name}: {self.num_positions} positions, keys {keys}'
+        )
+
+
+def import_product(
+    product_path: str | os.PathLike[str],
+    output_npz: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    tolerance_px: float = 1e-6,
+    check_terminates: bool = False,
+) -> ImportReport:
+    """Turn a product HDF5 (with or without ``/raw_data``) back into a PtychoPINN NPZ.
+
+    Parameters
+    ----------
+    product_path: the product HDF5 (ours, Ptychodus's, or PtychoPINN exporter's).
+    output_npz: the NPZ to write (atomically).
+    overwrite: replace an existing ``output_npz``.
+    tolerance_px: how closely ``/raw_data`` pixel coordinates must agree with the
+        product's positions to be used verbatim.
+    check_terminates: first walk the file's metadata in a watchdog child (the CLI sets it).
+    """
+    check_destination(output_npz, overwrite=overwrite)
+    path = Path(product_path)
+    product, bundle, h5 = read_product(path, check_terminates=check_terminates)
+    with h5:
+        arrays, notes = npz_arrays_from_product(
+            product,
+            bundle,
+            positions_kind=str(h5.attrs.get('ptychopinn_positions', 'actual')),
+            tolerance_px=tolerance_px,
+        )
+        with atomic_output(output_npz, overwrite=overwrite) as tmp:
+            write_npz(tmp, arrays)
+    for note in notes:
+        logger.warning('%s: %s', path.name, note)
+    return ImportReport(path, Path(output_npz), len(product.position_x_m), list(arrays), notes)
+
+
+def npz_arrays_from_product(
+    product: Product,
+    bundle: RawBundle | None = None,
+    *,
+    positions_kind: str = 'actual',
+    tolerance_px: float = 1e-6,
+) -> tuple[Arrays, list[str]]:
+    """PtychoPINN arrays (plus our geometry keys) for a product; shared with the plugin writer."""
+    notes: list[str] = []
+    positions = _positions(product, bundle, positions_kind, tolerance_px, notes)
+    arrays: Arrays = dict(positions)
+    probe_shape = bundle.probe_shape if bundle is not None else None
+    arrays['probeGuess'] = _probe_for_npz(product.probe, probe_shape, notes)
+    arrays['objectGuess'] = _object_for_npz(product.object, notes)
+    num = len(positions['xcoords'])
+    if bundle is not None and bundle.scan_index is not None and len(bundle.scan_index) == num:
+        arrays['scan_index'] = bundle.scan_index
+    else:
+        arrays['scan_index'] = np.zeros(num, dtype=np.int64)
+    if bundle is not None:
+        arrays.update(_bundle_arrays(bundle))
+    arrays.update(quantity_arrays(product))
+    return arrays, notes
+
+
+def _positions(
+    product: Product, bundle: RawBundle | None, kind: str, tolerance_px: float, notes: list[str]
+) -> dict[str, np.ndarray]:
+    """``xcoords``/``ycoords`` and their ``_start`` twins, exact from the bundle when it agrees."""
+    order = np.argsort(product.position_indexes, kind='stable')
+    x_px, y_px = product.grid.metres_to_pixels(product.position_x_m[order], product.position_y_m[order])
+    if bundle is None:
+        return {'xcoords': x_px, 'ycoords': y_px, 'xcoords_start': x_px, 'ycoords_start': y_px}
+    starts = bundle.extras
+    x_exact, y_exact = (
+        (starts.get('xcoords_start'), starts.get('ycoords_start'))
+        if kind == 'nominal'
+        else (bundle.xcoords, bundle.ycoords)
+    )
+    if _agree(x_exact, x_px, tolerance_px) and _agree(y_exact, y_px, tolerance_px):
+        assert x_exact is not None and y_exact is not None
+        x_px, y_px = x_exact, y_exact
+    else:
+        notes.append('positions differ from /raw_data; using the product positions')
+    if kind == 'nominal' and bundle.xcoords.shape == x_px.shape:
+        return {
+            'xcoords': bundle.xcoords,
+            'ycoords': bundle.ycoords,
+            'xcoords_start': x_px,
+            'ycoords_start': y_px,
+        }
+    same_len = all(
+        key in starts and starts[key].shape == x_px.shape for key in ('xcoords_start', 'ycoords_start')
+    )
+    return {
+        'xcoords': x_px,
+        'ycoords': y_px,
+        'xcoords_start': starts['xcoords_start'] if same_len else x_px,
+        'ycoords_start': starts['ycoords_start'] if same_len else y_px,
+    }
+
+
+def _agree(exact: np.ndarray | None, mapped: np.ndarray, tolerance_px: float) -> bool:
+    return (
+        exact is not None
+        and exact.shape == mapped.shape
+        and float(np.max(np.abs(exact - mapped), initial=0)) <= tolerance_px
+    )
+
+
+def _bundle_arrays(bundle: RawBundle) -> Arrays:
+    arrays: Arrays = {}
+    if 'bad_pixels' in bundle.extras:
+        arrays['bad_pixels'] = bundle.extras['bad_pixels']
+    if bundle.diffraction is not None:
+        key, stream = restore_stack(bundle)
+        arrays[key] = stream
+        arrays[DOMAIN_KEY] = np.asarray(str(bundle.attrs.get('source_domain', 'amplitude')))
+    if bundle.metadata_json is not None:
+        arrays['_metadata'] = np.asarray(bundle.metadata_json)
+    return arrays
+
+
+def _probe_for_npz(probe: np.ndarray, original: tuple[int, ...] | None, notes: list[str]) -> np.ndarray:
+    """PtychoPINN's probe: its original shape if recorded, else 2D when single-mode."""
+    if original is not None and int(np.prod(original)) == probe.size:
+        return probe.reshape(original)
+    if probe.ndim == 4 and probe.shape[0] > 1:
+        notes.append(f'probe has {probe.shape[0]} OPR components; PtychoPINN keeps the first')
+        probe = probe[:1]
+    while probe.ndim > 2 and probe.shape[0] == 1:
+        probe = probe[0]
+    return probe
+
+
+def _object_for_npz(obj: np.ndarray, notes: list[str]) -> np.ndarray:
+    if obj.ndim == 3:
+        if obj.shape[0] > 1:
+            notes.append(f'object has {obj.shape[0]} layers; PtychoPINN keeps layer 0 only')
+        obj = obj[0]
+    return obj
+
+
+def _source_dtype(bundle: RawBundle) -> tuple[str, Domain, np.dtype[Any]]:
+    """The key, domain and dtype the bundled stack came from (recorded by our exporter)."""
+    assert bundle.diffraction is not None
+    attrs = bundle.attrs
+    key = str(attrs.get('source_key', 'diffraction'))
+    key = key if key in ('diffraction', 'diff3d') else 'diffraction'
+    domain = (
+        Domain.INTENSITY
+        if str(attrs.get('source_domain', '')) == Domain.INTENSITY.value
+        else Domain.AMPLITUDE
+    )
+    try:
+        dtype = np.dtype(str(attrs.get('source_dtype', bundle.diffraction.dtype.str)))
+    except TypeError:
+        dtype = bundle.diffraction.dtype
+    if dtype.kind not in 'iuf':
+        dtype = bundle.diffraction.dtype
+    return key, domain, dtype
+
+
+def restore_stack(bundle: RawBundle) -> tuple[str, StreamedArray]:
+    """The bundle's amplitudes back in the source key, domain and dtype, block by block."""
+    key, domain, dtype = _source_dtype(bundle)
+    dset: h5py.Dataset = bundle.diffraction
+    per_row = max(1, int(np.prod(dset.shape[1:])) * dset.dtype.itemsize)
+    rows = max(1, RESTORE_BLOCK_BYTES // per_row)
+
+    def blocks() -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, dset.shape[0], rows):
+            yield start, restore_source_values(read_rows(dset, start, start + rows), domain, dtype)
+
+    return key, StreamedArray(shape=tuple(dset.shape), dtype=dtype, blocks=blocks())
+
+
+def read_rows(
+    dset: h5py.Dataset, start: int, stop: int, region: tuple[slice, slice] | None = None
+) -> np.ndarray:
+    """Rows of a bundled stack (optionally cropped); h5py failures name the file."""
+    try:
+        return dset[start:stop] if region is None else dset[start:stop, region[0], region[1]]
+    except H5_ERRORS as exc:
+        raise InvalidInputError(dset.file.filename, f'cannot read /{RAW_GROUP}/diffraction: {exc}') from exc
+
+
+def quantity_arrays(product: Product) -> dict[str, np.ndarray]:
+    """Our NPZ keys for every quantity a product carries, plus its name and comments."""
+    out = {
+        q.name: np.asarray(product.quantity(q.name), dtype=np.float64)
+        for q in QUANTITIES
+        if q.place != 'patterns'
+    }
+    out[NAME_KEY] = np.asarray(product.metadata.name)
+    out[COMMENTS_KEY] = np.asarray(strip_notes(product.metadata.comments))
+    return out
+
+
+def load_product_file(path: Path, *, check_terminates: bool = True) -> Product:
+    """A product file's probe, object and positions (the plugin's ``.h5`` product reader)."""
+    product, _, h5 = read_product(path, check_terminates=check_terminates)
+    h5.close()
+    return product
+
+
+# ---------------------------------------------------------------------------
+# the bundled stack as Ptychodus diffraction data
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundledStack:
+    """What a Ptychodus diffraction reader needs to know about ``/raw_data/diffraction``."""
+
+    path: Path
+    num_patterns: int
+    height: int
+    width: int
+    dtype: np.dtype[Any]  # of the intensities delivered
+    source_domain: Domain
+    attrs: dict[str, Any]
+    stored_dtype: str
+    bad_pixels: np.ndarray | None
+    detector_distance_m: float | None
+    photon_energy_eV: float | None
+
+
+def describe_bundled_stack(path: Path, *, check_terminates: bool = True) -> BundledStack:
+    """Inspect a converted product's bundled stack (the plugin's ``.h5`` diffraction reader)."""
+    product, bundle, h5 = read_product(path, check_terminates=check_terminates)
+    with h5:
+        dset = None if bundle is None else bundle.diffraction
+        if bundle is None or dset is None or dset.ndim != 3:
+            raise InvalidInputError(path, f'has no /{RAW_GROUP}/diffraction (M, N, N) stack')
+        num, height, width = (int(n) for n in dset.shape)
+        _, domain, _ = _source_dtype(bundle)
+        bad = bundle.extras.get('bad_pixels')
+        return BundledStack(
+            path=path,
+            num_patterns=num,
+            height=height,
+            width=width,
+            dtype=np.dtype(np.float64 if dset.dtype == np.float64 else np.float32),
+            source_domain=domain,
+            attrs=dict(bundle.attrs),
+            stored_dtype=str(dset.dtype),
+            bad_pixels=None if bad is None else bad.astype(bool),
+            detector_distance_m=product.metadata.values.get('detector_distance_m'),
+            photon_energy_eV=product.metadata.values.get('photon_energy_eV'),
+        )
+
+
+def read_bundled_intensities(stack: BundledStack, region: tuple[slice, slice] | None = None) -> np.ndarray:
+    """All bundled patterns as intensities (cropped first); counts come back as whole numbers."""
+    h5 = open_h5(stack.path)
+    with h5:
+        dset = h5.get(f'{RAW_GROUP}/diffraction')
+        if not isinstance(dset, h5py.Dataset):
+            raise InvalidInputError(stack.path, f'has no /{RAW_GROUP}/diffraction stack')
+        amplitude = read_rows(dset, 0, stack.num_patterns, region)
+    intensity = np.square(amplitude.astype(stack.dtype))
+    if stack.source_domain == Domain.INTENSITY:
+        np.rint(intensity, out=intensity)
+    return intensity

@@ -1,0 +1,75 @@
+"""Opening a dataset as an interactive reader does: with the JSON sidecar next to it.
+
+Ptychodus's file dialog passes only a path, so experiment metadata (and
+reader options such as the stack's domain) come from ``run.json`` next to
+``run.npz``; without one, documented defaults apply and are warned about.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .npz_format import PtychoPINNDataset, open_dataset
+from .quantities import ExportMeta, read_json_object
+from .stack import Domain, blocks_for
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = '.json'
+#: Sidecar keys that steer interpretation rather than describe the experiment.
+READER_OPTIONS = ('diffraction_domain', 'positions', 'layout')
+
+
+def sidecar_path(file_path: Path) -> Path:
+    """``run.npz`` -> ``run.json`` next to it."""
+    return file_path.with_suffix(SIDECAR_SUFFIX)
+
+
+def read_sidecar(file_path: Path) -> tuple[ExportMeta, dict[str, str]]:
+    """Experiment metadata and reader options from the optional JSON sidecar."""
+    path = sidecar_path(file_path)
+    if not path.is_file():
+        return ExportMeta(), {}
+    values: dict[str, Any] = read_json_object(path)
+    options = {key: str(values.pop(key)) for key in READER_OPTIONS if key in values}
+    logger.info('%s: using sidecar %s', file_path.name, path.name)
+    return ExportMeta.from_mapping(values, source=str(path)), options
+
+
+def open_with_sidecar(
+    file_path: Path, *, require_probe: bool, require_positions: bool = True
+) -> tuple[PtychoPINNDataset, ExportMeta]:
+    """The dataset interpreted with the sidecar's options, and the sidecar's metadata."""
+    meta, options = read_sidecar(file_path)
+    dataset = open_dataset(
+        file_path,
+        domain=options.get('diffraction_domain'),
+        positions='nominal' if options.get('positions') == 'nominal' else 'actual',
+        layout=options.get('layout'),
+        require_probe=require_probe,
+        require_positions=require_positions,
+        load_guesses=require_probe,
+    )
+    return dataset, meta
+
+
+def load_intensities(file_path: Path, region: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Every pattern of a dataset as intensities, cropped before squaring (plugin reads)."""
+    dataset, _ = open_with_sidecar(file_path, require_probe=False, require_positions=False)
+    with dataset:
+        info = dataset.diffraction
+        if info is None:
+            dataset.reader()  # raises the one-line "no diffraction stack" error
+        assert info is not None
+        out: np.ndarray | None = None
+        blocks = dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.INTENSITY, region=region)
+        for start, block in blocks:
+            if out is None:
+                out = np.empty((info.num_patterns, *block.shape[1:]), dtype=block.dtype)
+            out[start : start + block.shape[0]] = block
+        assert out is not None
+        return out

@@ -1,0 +1,99 @@
+"""What a diffraction stack is: its layout, its domain, and the conversions between domains."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+
+class Domain(StrEnum):
+    """What the numbers of a diffraction stack are."""
+
+    AMPLITUDE = 'amplitude'
+    INTENSITY = 'intensity'
+
+
+class Layout(StrEnum):
+    """How the pattern axis is stored."""
+
+    NHW = 'NHW'
+    HWN = 'HWN'
+    NHW1 = 'NHW1'
+
+
+@dataclass(frozen=True)
+class DiffractionInfo:
+    """A stack as found in the source, and what was decided about it."""
+
+    key: str
+    layout: Layout
+    source_shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    domain: Domain
+    domain_reason: str
+    num_patterns: int
+    height: int
+    width: int
+
+    @property
+    def nhw_shape(self) -> tuple[int, int, int]:
+        return self.num_patterns, self.height, self.width
+
+    def output_dtype(self, domain: Domain) -> np.dtype[Any]:
+        """Dtype of patterns delivered in ``domain`` (integers stay exact)."""
+        if domain == self.domain and self.dtype.kind in 'iuf':
+            return self.dtype
+        return np.dtype(np.float64 if self.dtype == np.float64 else np.float32)
+
+    def describe(self) -> str:
+        return (
+            f'{self.key} {self.source_shape} {self.dtype} as {self.layout.value}, '
+            f'{self.domain.value} ({self.domain_reason})'
+        )
+
+
+def convert_domain(raw: np.ndarray, source: Domain, domain: Domain, dtype: np.dtype[Any]) -> np.ndarray:
+    """Square amplitudes or root intensities, computed in ``dtype``."""
+    if domain == source:
+        return raw.astype(dtype, copy=False)
+    values = raw.astype(dtype, copy=True)
+    if domain == Domain.INTENSITY:
+        np.square(values, out=values)
+    else:
+        np.maximum(values, 0, out=values)
+        np.sqrt(values, out=values)
+    return values
+
+
+def restore_source_values(amplitude: np.ndarray, source_domain: Domain, dtype: np.dtype[Any]) -> np.ndarray:
+    """Bundled amplitudes back to what the source held (counts are rounded back to integers)."""
+    if source_domain == Domain.INTENSITY:
+        values = np.square(amplitude.astype(np.float64))
+        if dtype.kind in 'iu':
+            np.rint(values, out=values)
+        return values.astype(dtype)
+    return amplitude.astype(dtype)
+
+
+def bundle_dtype(source: np.dtype[Any], domain: Domain) -> np.dtype[Any]:
+    """Amplitude dtype from which the source values come back exactly.
+
+    Amplitudes are stored as they are; integer counts survive float32 square
+    roots (recovered by rounding) up to 16 bits; wider integers and float32
+    intensities need float64 roots.
+    """
+    if domain == Domain.AMPLITUDE:
+        return source if source.kind == 'f' else np.dtype(np.float32)
+    if source.kind == 'f':
+        return np.dtype(np.float64)
+    return np.dtype(np.float64 if source.itemsize > 2 else np.float32)
+
+
+def blocks_for(info: DiffractionInfo, target_bytes: int = 16 * 2**20) -> int:
+    """How many patterns make a block of about ``target_bytes``."""
+    per_pattern = info.height * info.width * max(info.dtype.itemsize, 4)
+    return max(1, min(info.num_patterns, math.floor(target_bytes / per_pattern)))
