@@ -10,9 +10,11 @@ from __future__ import annotations
 from ._version import __version__
 from .errors import InvalidInputError, OutputError, PtychoPINNError
 from .export import ExportOptions, ExportReport, export_product
+from .geometry import PositionConvention
 from .npz_format import open_dataset
 from .product_import import ImportReport, import_product
 from .quantities import QUANTITIES, ExportMeta
+from .rawdata import PtychoPINNRawData, export_product_from_rawdata, import_product_to_rawdata
 from .stack import Domain, Layout
 
 __all__ = [
@@ -25,9 +27,13 @@ __all__ = [
     'InvalidInputError',
     'Layout',
     'OutputError',
+    'PositionConvention',
     'PtychoPINNError',
+    'PtychoPINNRawData',
     '__version__',
     'export_product',
+    'export_product_from_rawdata',
     'import_product',
+    'import_product_to_rawdata',
     'open_dataset',
 ]

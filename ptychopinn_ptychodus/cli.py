@@ -194,6 +194,14 @@ def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
         help='pattern axis of the stack (default: matched to the positions)',
     )
     data.add_argument(
+        '--position-convention',
+        choices=('ptychopinn', 'identity'),
+        default=None,
+        help="what xcoords/ycoords mean: 'ptychopinn' (PtychoPINN's patch rule: the pixel at patch "
+        "index N//2; the default unless the file records one) or 'identity' (already Ptychodus "
+        "object pixels, as Ptychodus's own PtychoPINN export writes them)",
+    )
+    data.add_argument(
         '--compression',
         choices=('none', 'gzip', 'lzf'),
         default='gzip',
@@ -260,6 +268,7 @@ def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportRepor
             domain=domain,
             positions=args.positions,
             layout=layout,
+            position_convention=args.position_convention,
             compression=args.compression,
             compression_level=args.compression_level,
             progress=bar.start if show else None,
@@ -298,6 +307,7 @@ def _print_inspection(report: ExportReport, job: Job) -> None:
     print(f'  probe: {report.probe_shape}')
     print(f'  object: {report.object_shape}')
     print(f'  diffraction: {report.diffraction}')
+    print(f'  position convention: {report.position_convention}')
     if report.fraction_on_object is not None:
         print(f'  positions over the object: {100 * report.fraction_on_object:.1f}%')
     for note in report.notes:
@@ -417,7 +427,11 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.output_npz is None:
             parser.error('--input-product needs --output-npz')
         result = import_product(
-            args.input_product, args.output_npz, overwrite=args.overwrite, check_terminates=True
+            args.input_product,
+            args.output_npz,
+            overwrite=args.overwrite,
+            check_terminates=True,
+            position_convention=args.position_convention,
         )
         if not args.quiet:
             print(result.summary())

@@ -15,7 +15,7 @@ import numpy as np
 from ._version import __version__
 from .atomic import atomic_output, check_destination, check_size_limit
 from .chunk_writer import DEFAULT_COMPRESSION, Compression, write_pattern_stack
-from .geometry import ObjectGrid, fraction_inside, placeholder_object_shape
+from .geometry import ObjectGrid, PositionConvention, fraction_inside, placeholder_object_shape
 from .metadata import ResolvedMeta, resolve_meta
 from .npz_format import PositionChoice, PtychoPINNDataset, open_dataset
 from .product_file import Product, create_h5, write_diffraction_layout, write_product, write_raw_bundle
@@ -41,6 +41,8 @@ class ExportOptions:
     domain: what the stack holds (``'amplitude'``/``'intensity'``); ``None`` decides and logs.
     positions: ``'actual'`` (``xcoords``) or ``'nominal'`` (``xcoords_start``).
     layout: pattern axis (``'NHW'``, ``'HWN'``, ``'NHW1'``); ``None`` matches it to the positions.
+    position_convention: ``'ptychopinn'`` or ``'identity'`` (see :mod:`geometry`); ``None``:
+        the file's own ``position_convention`` key, else ``'ptychopinn'``.
     compression, compression_level: HDF5 filter for pattern stacks (gzip level 4 by default).
     progress: a :data:`ProgressFactory` (the CLI's progress bar), or ``None``.
     dry_run: validate and report without writing anything (the CLI's ``--inspect``).
@@ -53,6 +55,7 @@ class ExportOptions:
     domain: Domain | str | None = None
     positions: PositionChoice = 'actual'
     layout: Layout | str | None = None
+    position_convention: PositionConvention | str | None = None
     compression: Compression = DEFAULT_COMPRESSION
     compression_level: int | None = None
     progress: ProgressFactory | None = None
@@ -123,6 +126,7 @@ def export_product(
         input_npz,
         domain=opts.domain,
         positions=opts.positions,
+        position_convention=opts.position_convention,
         layout=opts.layout,
         require_probe=output_product is not None,
         require_diffraction=opts.diffraction_output is not None,
@@ -182,6 +186,7 @@ def _report(
         diffraction='no diffraction stack' if info is None else info.describe(),
         defaulted=resolved.defaulted,
         notes=dataset.notes,
+        position_convention=f'{dataset.mapping().describe()} [{dataset.convention_reason}]',
         fraction_on_object=None
         if product is None
         else float(product.extra_attrs['ptychopinn_fraction_on_object']),
@@ -216,8 +221,10 @@ def assemble_product(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> Prod
     """
     assert dataset.probe is not None
     obj, grid = _object_and_grid(dataset, resolved)
-    share = _positions_on_object(dataset, obj)
-    x_m, y_m = grid.pixels_to_metres(dataset.x_px, dataset.y_px)
+    mapping = dataset.mapping()
+    x_obj, y_obj = mapping.to_object_pixels(dataset.x_px, dataset.y_px)
+    share = _positions_on_object(dataset, obj, x_obj, y_obj)
+    x_m, y_m = grid.pixels_to_metres(x_obj, y_obj)
     v = resolved.values
     return Product(
         metadata=resolved.product_metadata(dataset.notes),
@@ -235,6 +242,8 @@ def assemble_product(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> Prod
             'ptychopinn_positions': dataset.position_choice,
             'ptychopinn_defaulted': json.dumps(resolved.defaulted),
             'ptychopinn_fraction_on_object': share,
+            'ptychopinn_position_convention': mapping.convention.value,
+            'ptychopinn_position_offset_px': np.asarray([mapping.offset_x_px, mapping.offset_y_px]),
         },
     )
 
@@ -249,8 +258,10 @@ def _object_and_grid(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> tupl
     return obj, resolved.grid(obj.shape[-2], obj.shape[-1])
 
 
-def _positions_on_object(dataset: PtychoPINNDataset, obj: np.ndarray) -> float:
-    share = fraction_inside(dataset.x_px, dataset.y_px, (obj.shape[-2], obj.shape[-1]))
+def _positions_on_object(
+    dataset: PtychoPINNDataset, obj: np.ndarray, x_obj: np.ndarray, y_obj: np.ndarray
+) -> float:
+    share = fraction_inside(x_obj, y_obj, (obj.shape[-2], obj.shape[-1]))
     if share < 1.0:
         dataset.note(f'{100 * (1 - share):.1f}% of the scan positions lie outside the object array')
     return share

@@ -1,20 +1,88 @@
-"""PtychoPINN object pixels <-> Ptychodus metres.
+"""PtychoPINN object pixels <-> Ptychodus object pixels <-> Ptychodus metres.
 
-Ptychodus (>= 1.6) puts object pixel ``j`` at ``centre + pixel * (j - (W - 1) / 2)``.
-PtychoPINN's ``xcoords``/``ycoords`` are object-pixel coordinates with index 0
-at the array's first column/row. Mapping with exactly this convention (and
-writing the object's pixel size and centre explicitly) is what makes Ptychodus
-place every probe position over the same object pixels PtychoPINN used.
+Two conventions meet here, and this module is the only place that knows them.
+
+* Ptychodus (>= 1.6) puts object pixel ``j`` at ``centre + pixel * (j - (W - 1) / 2)``
+  and centres an ``N x N`` probe on a position at probe index ``(N - 1) / 2``
+  (so does pty-chi).
+* PtychoPINN cuts the patch for a position by padding the object by ``N // 2``,
+  translating by minus the offset and taking ``[:N, :N]``: object pixel
+  ``xcoords`` is patch index ``N // 2``.
+
+So the Ptychodus object pixel on which PtychoPINN's probe is centred is
+``xcoords - (N // 2 - (N - 1) / 2)`` -- half a pixel less for PtychoPINN's
+even patch sizes, nothing for odd ones (``N`` = probe width for x, height for
+y). A pty-chi reconstruction confirmed it: with the identity mapping the
+reconstructed object came out shifted by about -0.4 px; with the half pixel it
+sits on PtychoPINN's grid within 0.04 px. Files whose ``xcoords`` already are
+Ptychodus pixels (Ptychodus's own PtychoPINN export) use the "identity"
+convention, which must be chosen explicitly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+
+class PositionConvention(StrEnum):
+    """What a file's ``xcoords``/``ycoords`` mean."""
+
+    PTYCHOPINN = 'ptychopinn'  # the object pixel at patch index N // 2 (PtychoPINN's own rule)
+    IDENTITY = 'identity'  # already Ptychodus's object pixel (Ptychodus's own PtychoPINN export)
+
+
+#: What files say when they do not say anything: PtychoPINN's own meaning.
+DEFAULT_CONVENTION = PositionConvention.PTYCHOPINN
+
+
+def patch_offset_px(patch_px: int, convention: PositionConvention | str = DEFAULT_CONVENTION) -> float:
+    """``xcoords`` minus the Ptychodus object pixel under the probe centre, for an ``N``-pixel patch."""
+    if PositionConvention(convention) == PositionConvention.IDENTITY:
+        return 0.0
+    return patch_px // 2 - (patch_px - 1) / 2
+
+
+@dataclass(frozen=True)
+class PositionMapping:
+    """PtychoPINN pixel coordinates <-> Ptychodus object pixels for one probe size."""
+
+    probe_width_px: int
+    probe_height_px: int
+    convention: PositionConvention = DEFAULT_CONVENTION
+
+    @property
+    def offset_x_px(self) -> float:
+        return patch_offset_px(self.probe_width_px, self.convention)
+
+    @property
+    def offset_y_px(self) -> float:
+        return patch_offset_px(self.probe_height_px, self.convention)
+
+    def to_object_pixels(
+        self, xcoords: npt.ArrayLike, ycoords: npt.ArrayLike
+    ) -> tuple[FloatArray, FloatArray]:
+        """File coordinates -> the Ptychodus object pixels the probe is centred on."""
+        x = np.asarray(xcoords, dtype=np.float64) - self.offset_x_px
+        y = np.asarray(ycoords, dtype=np.float64) - self.offset_y_px
+        return x, y
+
+    def to_file_coordinates(self, x_px: npt.ArrayLike, y_px: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """The inverse of :meth:`to_object_pixels`."""
+        x = np.asarray(x_px, dtype=np.float64) + self.offset_x_px
+        y = np.asarray(y_px, dtype=np.float64) + self.offset_y_px
+        return x, y
+
+    def describe(self) -> str:
+        return (
+            f'{self.convention.value} (Ptychodus pixel = xcoords - {self.offset_x_px:g}, '
+            f'ycoords - {self.offset_y_px:g})'
+        )
 
 
 @dataclass(frozen=True)
@@ -39,18 +107,14 @@ class ObjectGrid:
         if self.width_px < 1 or self.height_px < 1:
             raise ValueError(f'object grid must be non-empty, got {self.height_px}x{self.width_px}')
 
-    def pixels_to_metres(
-        self, x_px: npt.ArrayLike, y_px: npt.ArrayLike
-    ) -> tuple[FloatArray, FloatArray]:
+    def pixels_to_metres(self, x_px: npt.ArrayLike, y_px: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
         x = np.asarray(x_px, dtype=np.float64)
         y = np.asarray(y_px, dtype=np.float64)
         x_m = self.center_x_m + self.pixel_width_m * (x - (self.width_px - 1) / 2)
         y_m = self.center_y_m + self.pixel_height_m * (y - (self.height_px - 1) / 2)
         return x_m, y_m
 
-    def metres_to_pixels(
-        self, x_m: npt.ArrayLike, y_m: npt.ArrayLike
-    ) -> tuple[FloatArray, FloatArray]:
+    def metres_to_pixels(self, x_m: npt.ArrayLike, y_m: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
         x = np.asarray(x_m, dtype=np.float64)
         y = np.asarray(y_m, dtype=np.float64)
         x_px = (x - self.center_x_m) / self.pixel_width_m + (self.width_px - 1) / 2

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import AmbiguousLayoutError, InvalidInputError
+from .geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
 from .npz_archive import MemberInfo, NpzArchive
 from .pattern_reader import PatternReader, Region
 from .quantities import QUANTITIES
@@ -31,6 +32,7 @@ DIFFRACTION_KEYS = ('diffraction', 'diff3d')
 DOMAIN_KEY = 'diffraction_domain'
 NAME_KEY = 'product_name'
 COMMENTS_KEY = 'product_comments'
+CONVENTION_KEY = 'position_convention'
 PositionChoice = Literal['actual', 'nominal']
 FloatArray = npt.NDArray[np.float64]
 
@@ -87,6 +89,8 @@ class PtychoPINNDataset:
     stored_name: str | None = None
     stored_comments: str | None = None
     notes: list[str] = field(default_factory=list)
+    convention: PositionConvention = DEFAULT_CONVENTION
+    convention_reason: str = 'PtychoPINN convention (default)'
     _reader: PatternReader | None = None
 
     def __enter__(self) -> PtychoPINNDataset:
@@ -114,6 +118,16 @@ class PtychoPINNDataset:
         if not self.positions.present and self.diffraction is not None:
             return self.diffraction.num_patterns
         return int(self.x_px.shape[0])
+
+    def mapping(self) -> PositionMapping:
+        """How this file's coordinates become Ptychodus object pixels (probe size, convention)."""
+        if self.probe is not None:
+            height, width = self.probe.shape[-2:]
+        elif self.diffraction is not None:
+            height, width = self.diffraction.height, self.diffraction.width
+        else:
+            height = width = 1
+        return PositionMapping(int(width), int(height), self.convention)
 
     def note(self, message: str) -> None:
         """Record a decision or a stand-in default: logged now, written to outputs later."""
@@ -158,6 +172,7 @@ class ReadOptions:
     require_diffraction: bool = False
     require_positions: bool = True
     load_guesses: bool = True
+    position_convention: PositionConvention | None = None
 
 
 def open_dataset(
@@ -170,6 +185,7 @@ def open_dataset(
     require_diffraction: bool = False,
     require_positions: bool = True,
     load_guesses: bool = True,
+    position_convention: PositionConvention | str | None = None,
 ) -> PtychoPINNDataset:
     """Open and validate a PtychoPINN NPZ, loading only the small arrays.
 
@@ -184,6 +200,10 @@ def open_dataset(
     require_positions: ``False`` (diffraction-only reading) accepts an archive without
         scan positions; its stack is then taken as NHW unless a layout is given.
     load_guesses: ``False`` skips ``probeGuess``/``objectGuess`` (an object can be large).
+    position_convention: ``'ptychopinn'`` (``xcoords`` is the pixel at patch index N//2,
+        PtychoPINN's own rule) or ``'identity'`` (``xcoords`` already are Ptychodus object
+        pixels, as Ptychodus's own exporter writes); ``None``: the file's
+        ``position_convention`` key, else ``'ptychopinn'``.
     """
     options = ReadOptions(
         domain=Domain(domain) if domain is not None else None,
@@ -193,6 +213,7 @@ def open_dataset(
         require_diffraction=require_diffraction,
         require_positions=require_positions,
         load_guesses=load_guesses,
+        position_convention=None if position_convention is None else PositionConvention(position_convention),
     )
     return interpret(NpzArchive(path), options)
 
@@ -215,6 +236,7 @@ def _interpret(store: ArrayStore, options: ReadOptions) -> PtychoPINNDataset:
         dataset.note(message)
     dataset.metadata = store.read_metadata('_metadata')
     _read_stored_values(dataset)
+    dataset.convention, dataset.convention_reason = _decide_convention(store, options.position_convention)
     if options.load_guesses or options.require_probe:
         dataset.probe, dataset.probe_source_shape = _read_probe(store, options.require_probe)
         dataset.object_guess = _read_object(store)
@@ -356,6 +378,19 @@ def _read_stored_values(dataset: PtychoPINNDataset) -> None:
     for key, attr in ((NAME_KEY, 'stored_name'), (COMMENTS_KEY, 'stored_comments')):
         if key in store and store.info(key).dtype.kind == 'U':
             setattr(dataset, attr, str(store.read(key).reshape(())))
+
+
+def _decide_convention(
+    store: ArrayStore, explicit: PositionConvention | None
+) -> tuple[PositionConvention, str]:
+    if explicit is not None:
+        return explicit, 'chosen explicitly'
+    if CONVENTION_KEY in store and store.info(CONVENTION_KEY).dtype.kind == 'U':
+        value = str(store.read(CONVENTION_KEY).reshape(()))
+        if value in PositionConvention.__members__.values():
+            return PositionConvention(value), f'recorded in the file ({CONVENTION_KEY})'
+        raise InvalidInputError(store.path, f'{CONVENTION_KEY}={value!r} is not one of ptychopinn, identity')
+    return DEFAULT_CONVENTION, 'PtychoPINN convention (default)'
 
 
 def _diffraction_info(

@@ -158,6 +158,8 @@ def _npz_layout(dataset: PtychoPINNDataset) -> list[tuple[str, str, str]]:
         if info is not None and key == info.key:
             details += f', layout {info.layout.value}, {info.domain.value} ({info.domain_reason})'
         entries.append((key, str(member.dtype), details))
+    convention = f'{dataset.mapping().describe()} [{dataset.convention_reason}]'
+    entries.append(('position convention', 'str', convention))
     return entries
 
 

@@ -19,9 +19,10 @@ import numpy as np
 
 from .atomic import atomic_output, check_destination
 from .errors import InvalidInputError
+from .geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
 from .metadata import strip_notes
 from .npz_archive import StreamedArray, write_npz
-from .npz_format import COMMENTS_KEY, DOMAIN_KEY, NAME_KEY
+from .npz_format import COMMENTS_KEY, CONVENTION_KEY, DOMAIN_KEY, NAME_KEY
 from .product_file import H5_ERRORS, RAW_GROUP, Product, RawBundle, open_h5, read_product
 from .quantities import QUANTITIES
 from .stack import Domain, restore_source_values
@@ -54,6 +55,7 @@ def import_product(
     overwrite: bool = False,
     tolerance_px: float = 1e-6,
     check_terminates: bool = False,
+    position_convention: PositionConvention | str | None = None,
 ) -> ImportReport:
     """Turn a product HDF5 (with or without ``/raw_data``) back into a PtychoPINN NPZ.
 
@@ -65,17 +67,22 @@ def import_product(
     tolerance_px: how closely ``/raw_data`` pixel coordinates must agree with the
         product's positions to be used verbatim.
     check_terminates: first walk the file's metadata in a watchdog child (the CLI sets it).
+    position_convention: how to write ``xcoords`` (see :mod:`geometry`); ``None``: as the
+        product's source had them (recorded by our exporter), else ``'ptychopinn'``.
     """
     check_destination(output_npz, overwrite=overwrite)
     path = Path(product_path)
     product, bundle, h5 = read_product(path, check_terminates=check_terminates)
     with h5:
-        arrays, notes = npz_arrays_from_product(
+        notes = normalize_product(product, bundle)
+        arrays, more = npz_arrays_from_product(
             product,
             bundle,
-            positions_kind=str(h5.attrs.get('ptychopinn_positions', 'actual')),
+            positions_kind=str(product.extra_attrs.get('ptychopinn_positions', 'actual')),
             tolerance_px=tolerance_px,
+            convention=position_convention,
         )
+        notes += more
         with atomic_output(output_npz, overwrite=overwrite) as tmp:
             write_npz(tmp, arrays)
     for note in notes:
@@ -89,10 +96,12 @@ def npz_arrays_from_product(
     *,
     positions_kind: str = 'actual',
     tolerance_px: float = 1e-6,
+    convention: PositionConvention | str | None = None,
 ) -> tuple[Arrays, list[str]]:
     """PtychoPINN arrays (plus our geometry keys) for a product; shared with the plugin writer."""
     notes: list[str] = []
-    positions = _positions(product, bundle, positions_kind, tolerance_px, notes)
+    mapping = product_mapping(product, convention)
+    positions = _positions(product, bundle, mapping, positions_kind, tolerance_px, notes)
     arrays: Arrays = dict(positions)
     probe_shape = bundle.probe_shape if bundle is not None else None
     arrays['probeGuess'] = _probe_for_npz(product.probe, probe_shape, notes)
@@ -105,15 +114,71 @@ def npz_arrays_from_product(
     if bundle is not None:
         arrays.update(_bundle_arrays(bundle))
     arrays.update(quantity_arrays(product))
+    arrays[CONVENTION_KEY] = np.asarray(mapping.convention.value)
     return arrays, notes
 
 
+def product_mapping(product: Product, convention: PositionConvention | str | None = None) -> PositionMapping:
+    """A product's pixel mapping: explicit, else as our exporter recorded it, else PtychoPINN's."""
+    recorded = product.extra_attrs.get('ptychopinn_position_convention')
+    chosen = convention or (str(recorded) if recorded is not None else DEFAULT_CONVENTION)
+    if chosen not in PositionConvention.__members__.values():
+        chosen = DEFAULT_CONVENTION
+    height, width = product.probe.shape[-2:]
+    return PositionMapping(int(width), int(height), PositionConvention(chosen))
+
+
+def is_ptychopinn_export(product: Product) -> bool:
+    """Written by PtychoPINN's own exporter (its root attributes, none of ours)."""
+    attrs = product.extra_attrs
+    return 'bundle_version' in attrs and 'ptychopinn_ptychodus_version' not in attrs
+
+
+def normalize_product(product: Product, bundle: RawBundle | None) -> list[str]:
+    """Repair, in place, what other writers leave for the reader to get wrong; returns notes.
+
+    PtychoPINN's exporter writes ``x_m = xcoords * pixel`` (not centred on the
+    object) and ``scan_index`` as position indexes: its positions are rebuilt
+    from the bundle's pixel coordinates, with indexes ``0..M-1``. Indexes that
+    are not a permutation of ``0..M-1`` (duplicates, gaps) are renumbered in
+    file order, since Ptychodus pairs positions with patterns by index value.
+    """
+    notes: list[str] = []
+    num = len(product.position_x_m)
+    if is_ptychopinn_export(product):
+        if bundle is not None and bundle.xcoords.shape == (num,) and bundle.ycoords.shape == (num,):
+            mapping = product_mapping(product, DEFAULT_CONVENTION)
+            x_obj, y_obj = mapping.to_object_pixels(bundle.xcoords, bundle.ycoords)
+            product.position_x_m, product.position_y_m = product.grid.pixels_to_metres(x_obj, y_obj)
+            product.position_indexes = np.arange(num, dtype=np.int64)
+            notes.append(
+                "written by PtychoPINN's exporter, whose metre positions are not centred on the object: "
+                'positions taken from /raw_data pixel coordinates, indexes 0..M-1'
+            )
+        else:
+            notes.append(
+                "written by PtychoPINN's exporter, whose metre positions are not centred on the object, "
+                'and without /raw_data coordinates: positions used as written (probably misplaced)'
+            )
+    indexes = np.asarray(product.position_indexes)
+    if not np.array_equal(np.sort(indexes), np.arange(num)):
+        product.position_indexes = np.arange(num, dtype=np.int64)
+        notes.append(f'position indexes are not 0..{num - 1} (duplicates or gaps); renumbered in file order')
+    return notes
+
+
 def _positions(
-    product: Product, bundle: RawBundle | None, kind: str, tolerance_px: float, notes: list[str]
+    product: Product,
+    bundle: RawBundle | None,
+    mapping: PositionMapping,
+    kind: str,
+    tolerance_px: float,
+    notes: list[str],
 ) -> dict[str, np.ndarray]:
     """``xcoords``/``ycoords`` and their ``_start`` twins, exact from the bundle when it agrees."""
     order = np.argsort(product.position_indexes, kind='stable')
-    x_px, y_px = product.grid.metres_to_pixels(product.position_x_m[order], product.position_y_m[order])
+    x_obj, y_obj = product.grid.metres_to_pixels(product.position_x_m[order], product.position_y_m[order])
+    x_px, y_px = mapping.to_file_coordinates(x_obj, y_obj)
     if bundle is None:
         return {'xcoords': x_px, 'ycoords': y_px, 'xcoords_start': x_px, 'ycoords_start': y_px}
     starts = bundle.extras
@@ -244,8 +309,10 @@ def quantity_arrays(product: Product) -> dict[str, np.ndarray]:
 
 def load_product_file(path: Path, *, check_terminates: bool = True) -> Product:
     """A product file's probe, object and positions (the plugin's ``.h5`` product reader)."""
-    product, _, h5 = read_product(path, check_terminates=check_terminates)
-    h5.close()
+    product, bundle, h5 = read_product(path, check_terminates=check_terminates)
+    with h5:
+        for note in normalize_product(product, bundle):
+            logger.warning('%s: %s', path.name, note)
     return product
 
 

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = '.json'
 #: Sidecar keys that steer interpretation rather than describe the experiment.
-READER_OPTIONS = ('diffraction_domain', 'positions', 'layout')
+READER_OPTIONS = ('diffraction_domain', 'positions', 'layout', 'position_convention')
 
 
 def sidecar_path(file_path: Path) -> Path:
@@ -50,6 +50,7 @@ def open_with_sidecar(
         domain=options.get('diffraction_domain'),
         positions='nominal' if options.get('positions') == 'nominal' else 'actual',
         layout=options.get('layout'),
+        position_convention=options.get('position_convention'),
         require_probe=require_probe,
         require_positions=require_positions,
         load_guesses=require_probe,
