@@ -12,15 +12,15 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 from ._version import __version__
 from .atomic import describe_os_error
+from .batch import Job, SerialExecutor, convert_many, dask_executor, local_pool, plan_jobs
 from .cancellation import Interrupted, clear_interrupts, request_interrupt
 from .errors import PtychoPINNError
 from .export import ExportOptions, ExportReport, export_product
@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interpretation_arguments(parser.add_argument_group('interpretation'))
     run = parser.add_argument_group('run')
     run.add_argument('--jobs', type=int, default=1, help='files converted in parallel (batch)')
+    run.add_argument(
+        '--dask-scheduler',
+        metavar='ADDRESS',
+        help='batch on a Dask cluster (e.g. tcp://host:8786; needs the [dask] extra)',
+    )
     run.add_argument('--quiet', action='store_true', help='errors only; no progress bar')
     run.add_argument('--debug', action='store_true', help='show tracebacks')
     run.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
@@ -224,13 +229,6 @@ def meta_from_args(args: argparse.Namespace) -> ExportMeta:
     return meta.overlay(ExportMeta.from_mapping({**texts, **values}, source='command line'))
 
 
-@dataclass(frozen=True)
-class Job:
-    input_npz: Path
-    output_product: Path | None
-    output_diffraction: Path | None
-
-
 class _ProgressBar:
     """tqdm on a terminal (created once the number of patterns is known), else nothing."""
 
@@ -255,24 +253,29 @@ class _ProgressBar:
             self.bar = None
 
 
+def _export_options(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    """The command line's interpretation and output options, as :class:`ExportOptions` fields."""
+    return {
+        'include_raw': args.include_diffraction,
+        'overwrite': args.overwrite,
+        'domain': None if args.diffraction_domain == 'auto' else args.diffraction_domain,
+        'positions': args.positions,
+        'layout': None if args.layout == 'auto' else args.layout,
+        'position_convention': args.position_convention,
+        'compression': args.compression,
+        'compression_level': args.compression_level,
+        'progress': progress,
+        'dry_run': args.inspect,
+    }
+
+
 def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportReport:
-    domain = None if args.diffraction_domain == 'auto' else args.diffraction_domain
-    layout = None if args.layout == 'auto' else args.layout
+    """One conversion in this process, with a progress bar on a terminal."""
     show = not (args.quiet or args.inspect or args.jobs > 1) and sys.stderr.isatty()
     bar = _ProgressBar(job.input_npz.name)
     try:
         options = ExportOptions(
-            include_raw=args.include_diffraction,
-            diffraction_output=job.output_diffraction,
-            overwrite=args.overwrite,
-            domain=domain,
-            positions=args.positions,
-            layout=layout,
-            position_convention=args.position_convention,
-            compression=args.compression,
-            compression_level=args.compression_level,
-            progress=bar.start if show else None,
-            dry_run=args.inspect,
+            diffraction_output=job.output_diffraction, **_export_options(args, bar.start if show else None)
         )
         return export_product(job.input_npz, job.output_product, meta, options)
     finally:
@@ -289,16 +292,10 @@ def _plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> lis
         parser.error('several inputs: use --output-dir instead of --output-product/--output-diffraction')
     if args.output_dir is None and not args.inspect:
         parser.error('several inputs need --output-dir')
-    out = args.output_dir or Path('.')
-    stems = [p.stem for p in inputs]
-    if len(set(stems)) != len(stems):
-        parser.error('several inputs share a file name; their outputs would collide')
-    return [
-        Job(
-            p, out / f'{p.stem}.h5', out / f'{p.stem}.diffraction.h5' if args.write_diffraction_file else None
-        )
-        for p in inputs
-    ]
+    try:
+        return plan_jobs(inputs, args.output_dir or Path('.'), write_diffraction=args.write_diffraction_file)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _print_inspection(report: ExportReport, job: Job) -> None:
@@ -330,19 +327,6 @@ def _package_logging(args: argparse.Namespace) -> Iterator[None]:
     finally:
         logger.handlers[:], logger.propagate, level = saved
         logger.setLevel(level)
-
-
-def _run_one(job: Job, args: argparse.Namespace, meta: ExportMeta) -> tuple[str, str | None]:
-    """Worker entry (also used in-process): (summary, error line or None)."""
-    try:
-        report = run_job(job, args, meta)
-    except PtychoPINNError as exc:
-        return job.input_npz.name, str(exc)
-    except OSError as exc:
-        return job.input_npz.name, f'{exc.filename or job.input_npz}: {describe_os_error(exc)}'
-    except Exception as exc:  # noqa: BLE001 - one broken file must not stop the batch
-        return job.input_npz.name, f'internal error: {type(exc).__name__}: {exc}'
-    return report.summary(), None
 
 
 def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
@@ -455,27 +439,35 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _run_batch(jobs: list[Job], args: argparse.Namespace, meta: ExportMeta) -> int:
-    if args.jobs > 1:
-        with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)), initializer=_worker_init) as pool:
-            results = list(pool.map(_run_one, jobs, [args] * len(jobs), [meta] * len(jobs)))
-    else:
-        results = [_run_one(job, args, meta) for job in jobs]
+    options = _export_options(args, progress=None)
+    inputs = [job.input_npz for job in jobs]
+    out = args.output_dir or Path('.')
+    with ExitStack() as stack:
+        if args.dask_scheduler:
+            executor: Executor = stack.enter_context(dask_executor(args.dask_scheduler))
+        elif args.jobs > 1:
+            executor = stack.enter_context(local_pool(min(args.jobs, len(jobs))))
+        else:
+            executor = SerialExecutor()
+        results = convert_many(
+            inputs,
+            out,
+            executor=executor,
+            meta=meta,
+            write_diffraction=args.write_diffraction_file,
+            **options,
+        )
     failed = 0
-    for job, (summary, error) in zip(jobs, results, strict=True):
-        if error is None:
-            print(f'ok      {summary}')
+    for result in results:
+        if result.ok:
+            print(f'ok      {result.summary}')
         else:
             failed += 1
-            print(f'FAILED  {job.input_npz}: {error}')
+            print(f'FAILED  {result.input_npz}: {result.error}')
     print(f'{len(jobs) - failed} of {len(jobs)} converted')
     if failed:
         print(f'{PROG}: error: {failed} of {len(jobs)} files failed', file=sys.stderr)
     return EXIT_FAILED if failed else 0
-
-
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, _raise_terminated)
-    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def run() -> None:

@@ -142,3 +142,11 @@ def find_strategy(chooser: Any, simple_name: str) -> Any:
     if plugin is None:
         raise LookupError(simple_name)
     return plugin.strategy
+
+
+def host_object_pixels(geometry: Any, positions: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Every position mapped to object pixels by the running host's own mapping (any release)."""
+    mapped = [geometry.map_coordinates_probe_to_object(position) for position in positions]
+    x_px = [float(first_attr(point, ('x_px', 'coordinate_x_px'))) for point in mapped]
+    y_px = [float(first_attr(point, ('y_px', 'coordinate_y_px'))) for point in mapped]
+    return np.asarray(x_px), np.asarray(y_px)

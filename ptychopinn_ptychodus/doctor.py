@@ -18,7 +18,8 @@ from pathlib import Path
 
 BRIDGE_NAME = 'ptychopinn_ptychodus_entry_points.py'
 DISTRIBUTION = 'ptychopinn-ptychodus'
-SUPPORTED = ((1, 7), (1, 8))  # [lower, upper)
+#: Ptychodus releases this package is tested with: [lower, upper).
+SUPPORTED = ((1, 5, 1), (1, 8))
 ENTRY_POINT = 'ptychopinn_ptychodus.plugin:register_plugins'
 
 
@@ -57,42 +58,115 @@ def is_editable() -> bool:
     return bool(json.loads(text).get('dir_info', {}).get('editable', False))
 
 
+def host_version() -> str | None:
+    """The installed Ptychodus distribution's version, or None."""
+    try:
+        return metadata.version('ptychodus')
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def is_supported(version: str) -> bool:
+    return SUPPORTED[0] <= _version_tuple(version)[:3] < SUPPORTED[1]
+
+
+def orphan_plugins_folder() -> Path | None:
+    """A ``ptychodus/`` folder that only our bridge file created (Ptychodus not installed)."""
+    try:
+        dist = metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if str(file).endswith(f'ptychodus/plugins/{BRIDGE_NAME}'):
+            bridge = Path(str(dist.locate_file(file)))
+            package = bridge.parent.parent
+            if bridge.is_file() and not (package / '__init__.py').exists():
+                return package
+    return None
+
+
 def diagnose() -> list[Check]:
     checks: list[Check] = []
+    version = host_version()
+    if version is None:
+        orphan = orphan_plugins_folder()
+        checks.append(
+            Check(
+                False,
+                'Ptychodus is not installed: the converter and its script work, the plugin sleeps',
+                "pip install 'ptychopinn-ptychodus[ptychodus]' (or Ptychodus from conda-forge)",
+            )
+        )
+        if orphan is not None:
+            checks.append(
+                Check(
+                    False,
+                    f'{orphan} holds only our bridge module (created by this package, '
+                    'harmless; Ptychodus installed later will use it)',
+                    'nothing to do; `ptychopinn-ptychodus remove-bridge` removes it',
+                )
+            )
+        return checks
     try:
-        host_version = metadata.version('ptychodus')
         import ptychodus  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return [Check(False, f'Ptychodus is not importable: {exc}', "pip install 'ptychodus>=1.7,<1.8'")]
-    supported = SUPPORTED[0] <= _version_tuple(host_version)[:2] < SUPPORTED[1]
-    checks.append(Check(
-        supported, f'Ptychodus {host_version} ' + ('(supported)' if supported else '(untested version)'),
-        '' if supported else "this release is tested with ptychodus 1.7.x: pip install 'ptychodus>=1.7,<1.8'",
-    ))
+    except Exception as exc:  # noqa: BLE001 - a diagnosis reports every failure
+        return [
+            Check(False, f'Ptychodus {version} is installed but not importable: {exc}', 'reinstall Ptychodus')
+        ]
+    supported = is_supported(version)
+    lower, upper = ('.'.join(map(str, v)) for v in SUPPORTED)
+    checks.append(
+        Check(
+            supported,
+            f'Ptychodus {version} ' + ('(supported)' if supported else '(untested version)'),
+            '' if supported else f'this release is tested with Ptychodus >= {lower}, < {upper}',
+        )
+    )
     try:
         own_version = metadata.version(DISTRIBUTION)
         checks.append(Check(True, f'{DISTRIBUTION} {own_version} installed'))
     except metadata.PackageNotFoundError:
-        checks.append(Check(False, f'{DISTRIBUTION} is not installed as a distribution',
-                            'pip install ptychopinn-ptychodus (or `pip install .` in a checkout)'))
+        checks.append(
+            Check(
+                False,
+                f'{DISTRIBUTION} is not installed as a distribution',
+                'pip install ptychopinn-ptychodus (or `pip install .` in a checkout)',
+            )
+        )
     eps = [ep for ep in metadata.entry_points(group='ptychodus.plugins') if ep.value == ENTRY_POINT]
-    checks.append(Check(bool(eps), 'entry point ptychodus.plugins -> ' + ENTRY_POINT,
-                        'reinstall the package; its metadata lacks the entry point'))
+    checks.append(
+        Check(
+            bool(eps),
+            'entry point ptychodus.plugins -> ' + ENTRY_POINT,
+            'reinstall the package; its metadata lacks the entry point',
+        )
+    )
     folder = plugins_folder()
     bridge = None if folder is None else folder / BRIDGE_NAME
     present = bridge is not None and bridge.is_file()
     editable = is_editable()
-    checks.append(Check(
-        present, f'bridge module {bridge}' + (' present' if present else ' missing'),
-        ('editable installs cannot place it: run `ptychopinn-ptychodus install-bridge`'
-         if editable else 'reinstall non-editably (`pip install --force-reinstall ptychopinn-ptychodus`) '
-         'or run `ptychopinn-ptychodus install-bridge`'),
-    ))
+    checks.append(
+        Check(
+            present,
+            f'bridge module {bridge}' + (' present' if present else ' missing'),
+            (
+                'editable installs cannot place it: run `ptychopinn-ptychodus install-bridge`'
+                if editable
+                else 'reinstall non-editably (`pip install --force-reinstall ptychopinn-ptychodus`) '
+                'or run `ptychopinn-ptychodus install-bridge`'
+            ),
+        )
+    )
     try:
         plugin = importlib.import_module('ptychopinn_ptychodus.plugin')
     except Exception as exc:  # noqa: BLE001
-        checks.append(Check(False, f'our plugin module fails to import: {type(exc).__name__}: {exc}',
-                            'check the Ptychodus version and reinstall'))
+        checks.append(
+            Check(
+                False,
+                f'our plugin module fails to import: {type(exc).__name__}: {exc}',
+                'check the Ptychodus version and reinstall',
+            )
+        )
         return checks
     checks.append(Check(True, 'plugin module imports'))
     from ptychodus.api.plugins import PluginRegistry
@@ -118,8 +192,8 @@ def diagnose() -> list[Check]:
 
 def install_bridge(force: bool = False) -> Path:
     folder = plugins_folder()
-    if folder is None:
-        raise SystemExit('ptychodus is not importable; install it first')
+    if folder is None or host_version() is None:
+        raise SystemExit('ptychodus is not installed; install it first')
     target = folder / BRIDGE_NAME
     if target.exists() and not force:
         raise SystemExit(f'{target} already exists (use --force to replace it)')
@@ -158,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         if not check.ok and check.fix:
             print(f'        fix: {check.fix}')
     healthy = all(check.ok for check in checks)
-    print('Ptychodus discovers every PtychoPINN reader and writer.' if healthy
-          else 'Problems found; see the fixes above.')
+    print(
+        'Ptychodus discovers every PtychoPINN reader and writer.'
+        if healthy
+        else 'Problems found; see the fixes above.'
+    )
     return 0 if healthy else 1
 
 

@@ -26,3 +26,7 @@ class AmbiguousLayoutError(InvalidInputError):
 class OutputError(PtychoPINNError):
     """The destination cannot be written (exists, bad path, disk full, ...)."""
 
+
+
+class RunError(PtychoPINNError):
+    """The run cannot start: a missing optional dependency, an unreachable scheduler."""

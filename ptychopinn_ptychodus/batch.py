@@ -1,0 +1,182 @@
+"""Many conversions on any ``concurrent.futures.Executor``: local processes, or a cluster via Dask.
+
+Each file is one task that either publishes complete outputs or none (see
+:mod:`atomic`), and reports back a :class:`ConversionResult` instead of
+raising, so one bad file never stops the others. Work is shipped to workers
+as plain paths and options: workers read and write the shared filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .atomic import describe_os_error
+from .cancellation import request_interrupt
+from .errors import PtychoPINNError, RunError
+from .export import ExportOptions, export_product
+from .quantities import ExportMeta
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """One file's outcome: ``error`` is ``None`` on success, else one line naming the problem."""
+
+    input_npz: Path
+    output_product: Path | None
+    output_diffraction: Path | None
+    summary: str
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One conversion: where from, where to."""
+
+    input_npz: Path
+    output_product: Path | None
+    output_diffraction: Path | None = None
+
+
+def plan_jobs(
+    inputs: Iterable[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    *,
+    write_diffraction: bool = False,
+) -> list[Job]:
+    """``<stem>.h5`` (and ``<stem>.diffraction.h5``) in ``output_dir`` for every input.
+
+    Raises ``ValueError`` when two inputs share a stem, since their outputs would collide.
+    """
+    paths = [Path(p) for p in inputs]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        raise ValueError('several inputs share a file name; their outputs would collide')
+    out = Path(output_dir)
+    return [
+        Job(p, out / f'{p.stem}.h5', out / f'{p.stem}.diffraction.h5' if write_diffraction else None)
+        for p in paths
+    ]
+
+
+def convert_one(job: Job, meta: ExportMeta | None, options: ExportOptions) -> ConversionResult:
+    """Run one job and never raise for a bad file (a worker's entry point)."""
+    try:
+        report = export_product(
+            job.input_npz,
+            job.output_product,
+            meta,
+            ExportOptions.build(options, {'diffraction_output': job.output_diffraction, 'progress': None}),
+        )
+    except PtychoPINNError as exc:
+        return ConversionResult(job.input_npz, job.output_product, job.output_diffraction, '', str(exc))
+    except OSError as exc:
+        error = f'{exc.filename or job.input_npz}: {describe_os_error(exc)}'
+        return ConversionResult(job.input_npz, job.output_product, job.output_diffraction, '', error)
+    except Exception as exc:  # noqa: BLE001 - a batch boundary: one file's bug must not stop the rest
+        error = f'internal error: {type(exc).__name__}: {exc}'
+        return ConversionResult(job.input_npz, job.output_product, job.output_diffraction, '', error)
+    return ConversionResult(job.input_npz, job.output_product, job.output_diffraction, report.summary())
+
+
+def convert_many(
+    inputs: Iterable[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    *,
+    executor: Executor | None = None,
+    meta: ExportMeta | None = None,
+    write_diffraction: bool = False,
+    **options: Any,
+) -> list[ConversionResult]:
+    """Convert every input NPZ into ``output_dir/<stem>.h5``; one result per input, in order.
+
+    Parameters
+    ----------
+    inputs: PtychoPINN NPZ files (distinct stems).
+    output_dir: existing folder for the products (shared by all workers).
+    executor: any ``concurrent.futures.Executor``; default: a process pool on every
+        core. A ``dask.distributed`` client's ``client.get_executor()`` works unchanged.
+    meta: experiment metadata for every file (:class:`ExportMeta`).
+    write_diffraction: also write ``<stem>.diffraction.h5`` (Ptychodus's diffraction file).
+    options: :class:`ExportOptions` fields (``overwrite``, ``domain``, ``compression`` ...).
+
+    A file that fails gives a result with a one-line ``error``; the others go on.
+    Interrupting the caller cancels what has not started; what is running either
+    publishes complete outputs or none.
+    """
+    jobs = plan_jobs(inputs, output_dir, write_diffraction=write_diffraction)
+    opts = ExportOptions.build(None, options)
+    if not jobs:
+        return []
+    with _default_executor(executor, len(jobs)) as pool:
+        futures: list[Future[ConversionResult]] = [pool.submit(convert_one, job, meta, opts) for job in jobs]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+@contextmanager
+def _default_executor(executor: Executor | None, jobs: int) -> Iterator[Executor]:
+    if executor is not None:
+        yield executor
+        return
+    workers = max(1, min(jobs, os.cpu_count() or 1))
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals) as pool:
+        yield pool
+
+
+def _raise_on_signal(signum: int, frame: Any) -> None:
+    request_interrupt(signum)
+
+
+def _worker_signals() -> None:
+    """Workers turn SIGINT/SIGTERM into a clean stop: temporary outputs are removed."""
+    signal.signal(signal.SIGINT, _raise_on_signal)
+    signal.signal(signal.SIGTERM, _raise_on_signal)
+
+
+def local_pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool the CLI's ``--jobs`` uses (workers stop cleanly on signals)."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
+
+
+class SerialExecutor(Executor):
+    """Runs each task in the calling process when it is submitted (``--jobs 1``)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+@contextmanager
+def dask_executor(address: str, timeout_s: float = 10.0) -> Iterator[Executor]:
+    """The executor of a ``dask.distributed`` client connected to ``address``."""
+    try:
+        from dask.distributed import Client
+    except ImportError as exc:
+        raise RunError(None, "--dask-scheduler needs Dask: pip install 'ptychopinn-ptychodus[dask]'") from exc
+    try:
+        client = Client(address, timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise RunError(None, f'cannot reach the Dask scheduler at {address}: {exc}') from exc
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
