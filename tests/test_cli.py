@@ -5,9 +5,19 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from helpers import (
+    assert_no_temp_files,
+    assert_one_line_failure,
+    h5_attrs,
+    minimal_arrays,
+    product_pixels,
+    to_nhw,
+    write_json,
+)
 from ptychodus.api.io import load_diffraction_data, load_product
 
-SEED_FLAGS = {
+#: Every metadata flag, each with its own value so that a mix-up shows.
+METADATA_FLAGS = {
     '--name': 'Run1084',
     '--comments': 'Run1084 reconstruction export',
     '--detector-distance-m': '1.25',
@@ -31,20 +41,12 @@ def _flags(values: dict[str, str]) -> list[str]:
     return out
 
 
-def assert_clean_failure(result, *absent) -> None:
-    assert result.returncode != 0, result
-    assert len(result.stderr_lines) == 1, f'expected one line on stderr, got: {result.stderr!r}'
-    assert 'Traceback' not in result.stderr + result.stdout
-    for path in absent:
-        assert not path.exists(), f'{path} was written'
-
-
 @pytest.mark.parametrize('script', [False, True], ids=['python-m', 'console-script'])
-def test_seed_flags_land_in_the_product(sample_npz, run_cli, tmp_path, h5_attrs, product_pixels, script):
+def test_metadata_flags_land_in_the_product(sample_npz, run_cli, tmp_path, script):
     npz, arrays = sample_npz()
     out = tmp_path / 'run1084_product.h5'
 
-    result = run_cli('--input-npz', npz, '--output-product', out, *_flags(SEED_FLAGS),
+    result = run_cli('--input-npz', npz, '--output-product', out, *_flags(METADATA_FLAGS),
                      '--include-diffraction', script=script)
 
     assert result.returncode == 0, result
@@ -75,7 +77,7 @@ def test_seed_flags_land_in_the_product(sample_npz, run_cli, tmp_path, h5_attrs,
     np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
 
 
-def test_no_include_diffraction(sample_npz, run_cli, tmp_path, product_pixels):
+def test_no_include_diffraction(sample_npz, run_cli, tmp_path):
     npz, arrays = sample_npz()
     out = tmp_path / 'small.h5'
 
@@ -89,7 +91,7 @@ def test_no_include_diffraction(sample_npz, run_cli, tmp_path, product_pixels):
 
 
 @pytest.mark.parametrize('style', ['equals', 'separate'])
-def test_negative_centre_in_both_spellings(sample_npz, run_cli, tmp_path, h5_attrs, product_pixels, style):
+def test_negative_centre_in_both_spellings(sample_npz, run_cli, tmp_path, style):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
     if style == 'equals':
@@ -106,7 +108,7 @@ def test_negative_centre_in_both_spellings(sample_npz, run_cli, tmp_path, h5_att
     np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
 
 
-def test_anisotropic_pixel_flags(sample_npz, run_cli, tmp_path, h5_attrs, product_pixels):
+def test_anisotropic_pixel_flags(sample_npz, run_cli, tmp_path):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
 
@@ -123,9 +125,9 @@ def test_anisotropic_pixel_flags(sample_npz, run_cli, tmp_path, h5_attrs, produc
     np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
 
 
-def test_metadata_json_sidecar_with_flags_winning(sample_npz, run_cli, tmp_path, json_file, h5_attrs):
+def test_metadata_json_sidecar_with_flags_winning(sample_npz, run_cli, tmp_path):
     npz, _ = sample_npz()
-    sidecar = json_file('meta.json', {
+    sidecar = write_json(tmp_path / 'meta.json', {
         'name': 'from json',
         'photon_energy_eV': 9000.0,
         'detector_distance_m': 2.0,
@@ -155,7 +157,7 @@ def test_bad_metadata_json_is_a_clean_failure(sample_npz, run_cli, tmp_path):
 
     result = run_cli('--input-npz', npz, '--output-product', out, '--metadata-json', sidecar)
 
-    assert_clean_failure(result, out)
+    assert_one_line_failure(result, absent=[out])
     assert 'meta.json' in result.stderr
 
 
@@ -196,7 +198,7 @@ def test_output_diffraction(sample_npz, run_cli, tmp_path):
     assert out.exists()
 
 
-def test_positions_nominal(sample_npz, run_cli, tmp_path, product_pixels):
+def test_positions_nominal(sample_npz, run_cli, tmp_path):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
 
@@ -223,12 +225,12 @@ def test_diffraction_domain(sample_npz, run_cli, tmp_path, domain):
         np.testing.assert_allclose(dset[()], expected, rtol=1e-6)
 
 
-def test_layout_flag_resolves_ambiguity(base_arrays, npz_from_arrays, run_cli, tmp_path):
-    npz = npz_from_arrays('square.npz', **base_arrays(num=16, n=16))
+def test_layout_flag_resolves_ambiguity(npz_from_arrays, run_cli, tmp_path):
+    npz = npz_from_arrays('square.npz', **minimal_arrays(num=16, n=16))
     out = tmp_path / 'out.h5'
 
     ambiguous = run_cli('--input-npz', npz, '--output-product', out)
-    assert_clean_failure(ambiguous, out)
+    assert_one_line_failure(ambiguous, absent=[out])
     assert 'ambiguous' in ambiguous.stderr
 
     resolved = run_cli('--input-npz', npz, '--output-product', out, '--layout', 'NHW')
@@ -248,7 +250,7 @@ def test_reverse_direction(sample_npz, run_cli, tmp_path):
         np.testing.assert_array_equal(restored['xcoords'], arrays['xcoords'])
         np.testing.assert_array_equal(restored['ycoords'], arrays['ycoords'])
         np.testing.assert_array_equal(restored['probeGuess'], arrays['probeGuess'])
-        np.testing.assert_array_equal(restored['diffraction'], np.moveaxis(arrays['diffraction'], -1, 0))
+        np.testing.assert_array_equal(restored['diffraction'], to_nhw(arrays['diffraction'], 'HWN'))
 
 
 # -- failures -------------------------------------------------------------------------------------
@@ -258,7 +260,7 @@ def test_reverse_direction(sample_npz, run_cli, tmp_path):
 def test_missing_input(run_cli, tmp_path, script):
     out = tmp_path / 'out.h5'
     result = run_cli('--input-npz', tmp_path / 'nowhere.npz', '--output-product', out, script=script)
-    assert_clean_failure(result, out)
+    assert_one_line_failure(result, absent=[out])
     assert 'nowhere.npz' in result.stderr
 
 
@@ -267,7 +269,7 @@ def test_bad_file(run_cli, tmp_path):
     bad.write_text('not an archive')
     out = tmp_path / 'out.h5'
     result = run_cli('--input-npz', bad, '--output-product', out)
-    assert_clean_failure(result, out)
+    assert_one_line_failure(result, absent=[out])
     assert 'bad.npz' in result.stderr
 
 
@@ -278,10 +280,10 @@ def test_existing_output_without_overwrite(sample_npz, run_cli, tmp_path):
 
     result = run_cli('--input-npz', npz, '--output-product', out)
 
-    assert_clean_failure(result)
+    assert_one_line_failure(result)
     assert out.read_bytes() == b'precious'
     assert 'out.h5' in result.stderr
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.ptychopinn-tmp')]
+    assert_no_temp_files(tmp_path)
 
     replaced = run_cli('--input-npz', npz, '--output-product', out, '--overwrite')
     assert replaced.returncode == 0, replaced
@@ -292,7 +294,7 @@ def test_unknown_flag(sample_npz, run_cli, tmp_path):
     npz, _ = sample_npz()
     out = tmp_path / 'out.h5'
     result = run_cli('--input-npz', npz, '--output-product', out, '--frobnicate', '3')
-    assert_clean_failure(result, out)
+    assert_one_line_failure(result, status=2, absent=[out])  # argparse's usage error
     assert '--frobnicate' in result.stderr
 
 
@@ -300,7 +302,7 @@ def test_reverse_with_bad_product(sample_npz, run_cli, tmp_path):
     npz, _ = sample_npz()
     back = tmp_path / 'back.npz'
     result = run_cli('--input-product', npz, '--output-npz', back)
-    assert_clean_failure(result, back)
+    assert_one_line_failure(result, absent=[back])
 
 
 def test_npz_without_diffraction_is_a_warning(sample_npz, npz_from_arrays, run_cli, tmp_path):
@@ -342,7 +344,7 @@ def test_npz_without_diffraction_and_explicit_include_writes_bundle_and_warns(
 # -- batch ----------------------------------------------------------------------------------------
 
 
-def test_batch_converts_every_input(sample_npz, run_cli, tmp_path, product_pixels):
+def test_batch_converts_every_input(sample_npz, run_cli, tmp_path):
     first, first_arrays = sample_npz('first.npz')
     second, second_arrays = sample_npz('second.npz', key='diff3d', counts=True, layout='HWN')
     folder = tmp_path / 'products'
@@ -378,7 +380,7 @@ def test_batch_with_one_bad_input(sample_npz, run_cli, tmp_path):
     assert all(summary.values()), result.stdout  # one summary line per file
     assert any('FAIL' in line.upper() for line in summary['broken'])
     assert not any('FAIL' in line.upper() for line in summary['first'] + summary['third'])
-    assert not [p for p in folder.iterdir() if p.name.endswith('.ptychopinn-tmp')]
+    assert_no_temp_files(folder)
 
 
 def test_batch_in_parallel(sample_npz, run_cli, tmp_path):
@@ -402,12 +404,12 @@ def test_batch_in_parallel(sample_npz, run_cli, tmp_path):
     assert 'broken.npz' in result.stdout
 
 
-def test_unknown_key_in_metadata_json(sample_npz, run_cli, tmp_path, json_file):
+def test_unknown_key_in_metadata_json(sample_npz, run_cli, tmp_path):
     npz, _ = sample_npz()
-    sidecar = json_file('meta.json', {'photon_energy_ev_typo': 9000})
+    sidecar = write_json(tmp_path / 'meta.json', {'photon_energy_ev_typo': 9000})
     out = tmp_path / 'out.h5'
     result = run_cli('--input-npz', npz, '--output-product', out, '--metadata-json', sidecar)
-    assert_clean_failure(result, out)
+    assert_one_line_failure(result, absent=[out])
     assert 'photon_energy_ev_typo' in result.stderr
 
 
@@ -415,13 +417,13 @@ def test_batch_needs_output_dir(sample_npz, run_cli, tmp_path):
     first, _ = sample_npz('first.npz')
     second, _ = sample_npz('second.npz')
     result = run_cli('--input-npz', first, second, '--output-product', tmp_path / 'x.h5')
-    assert_clean_failure(result, tmp_path / 'x.h5')
+    assert_one_line_failure(result, status=2, absent=[tmp_path / 'x.h5'])  # a usage error
 
 
 def test_version_and_help(run_cli):
     help_text = run_cli('--help')
     assert help_text.returncode == 0
-    for flag in (*SEED_FLAGS, '--include-diffraction', '--input-npz', '--output-product', '--input-product',
+    for flag in (*METADATA_FLAGS, '--include-diffraction', '--input-npz', '--output-product', '--input-product',
                  '--output-npz', '--metadata-json', '--inspect', '--output-diffraction', '--positions',
                  '--diffraction-domain', '--object-pixel-width-m', '--object-pixel-height-m', '--overwrite'):
         assert flag in help_text.stdout, flag

@@ -5,6 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from helpers import assert_no_temp_files, minimal_arrays
 from ptychodus.api.io import load_product
 
 import ptychopinn_ptychodus.export as export
@@ -17,7 +18,7 @@ class BoomError(RuntimeError):
     pass
 
 
-def test_existing_product_is_not_replaced_without_overwrite(sample_npz, tmp_path, no_leftovers):
+def test_existing_product_is_not_replaced_without_overwrite(sample_npz, tmp_path):
     npz, _ = sample_npz()
     out = tmp_path / 'out.h5'
     out.write_bytes(b'precious')
@@ -28,11 +29,10 @@ def test_existing_product_is_not_replaced_without_overwrite(sample_npz, tmp_path
     assert str(out) in str(caught.value)
     assert 'exists' in str(caught.value)
     assert out.read_bytes() == b'precious'
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
-def test_existing_diffraction_file_is_not_replaced_and_nothing_else_written(sample_npz, tmp_path,
-                                                                          no_leftovers):
+def test_existing_diffraction_file_is_not_replaced_and_nothing_else_written(sample_npz, tmp_path):
     npz, _ = sample_npz()
     product, diffraction = tmp_path / 'p.h5', tmp_path / 'd.h5'
     diffraction.write_bytes(b'precious')
@@ -42,10 +42,10 @@ def test_existing_diffraction_file_is_not_replaced_and_nothing_else_written(samp
 
     assert diffraction.read_bytes() == b'precious'
     assert not product.exists()
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
-def test_overwrite_replaces(sample_npz, tmp_path, no_leftovers):
+def test_overwrite_replaces(sample_npz, tmp_path):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
     out.write_bytes(b'old contents')
@@ -55,7 +55,7 @@ def test_overwrite_replaces(sample_npz, tmp_path, no_leftovers):
     product = load_product(out)
     assert product.metadata.name == 'fresh'
     assert len(product.probe_positions) == arrays['xcoords'].size
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
 def test_overwrite_of_an_existing_product(sample_npz, tmp_path):
@@ -81,8 +81,8 @@ def test_import_refuses_existing_npz(sample_npz, tmp_path):
         assert 'xcoords' in restored.files
 
 
-def test_bad_input_leaves_nothing(base_arrays, npz_from_arrays, tmp_path, no_leftovers):
-    arrays = base_arrays()
+def test_bad_input_leaves_nothing(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     del arrays['xcoords']
     npz = npz_from_arrays('bad.npz', **arrays)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -93,7 +93,7 @@ def test_bad_input_leaves_nothing(base_arrays, npz_from_arrays, tmp_path, no_lef
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_failure_mid_write_leaves_no_product(sample_npz, tmp_path, monkeypatch, no_leftovers):
+def test_failure_mid_write_leaves_no_product(sample_npz, tmp_path, monkeypatch):
     npz, _ = sample_npz()
     real_write_product = export.write_product
 
@@ -109,11 +109,10 @@ def test_failure_mid_write_leaves_no_product(sample_npz, tmp_path, monkeypatch, 
         export_product(npz, out)
 
     assert not out.exists()
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
-def test_failure_mid_write_keeps_the_old_file_when_overwriting(sample_npz, tmp_path, monkeypatch,
-                                                                no_leftovers):
+def test_failure_mid_write_keeps_the_old_file_when_overwriting(sample_npz, tmp_path, monkeypatch):
     npz, _ = sample_npz()
     out = tmp_path / 'out.h5'
     export_product(npz, out, ExportMeta(name='good'))
@@ -128,10 +127,10 @@ def test_failure_mid_write_keeps_the_old_file_when_overwriting(sample_npz, tmp_p
 
     assert out.read_bytes() == original
     assert load_product(out).metadata.name == 'good'
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
-def test_failure_in_the_pattern_stack_leaves_nothing(sample_npz, tmp_path, monkeypatch, no_leftovers):
+def test_failure_in_the_pattern_stack_leaves_nothing(sample_npz, tmp_path, monkeypatch):
     npz, _ = sample_npz()
     real = export.write_pattern_stack
     calls = []
@@ -147,10 +146,10 @@ def test_failure_in_the_pattern_stack_leaves_nothing(sample_npz, tmp_path, monke
 
     assert calls
     assert not (tmp_path / 'out.h5').exists()
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
-def test_diffraction_failure_takes_the_product_with_it(sample_npz, tmp_path, monkeypatch, no_leftovers):
+def test_diffraction_failure_takes_the_product_with_it(sample_npz, tmp_path, monkeypatch):
     """Product and diffraction file are published together or not at all."""
     npz, _ = sample_npz()
 
@@ -163,10 +162,10 @@ def test_diffraction_failure_takes_the_product_with_it(sample_npz, tmp_path, mon
 
     assert not (tmp_path / 'p.h5').exists()
     assert not (tmp_path / 'd.h5').exists()
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
-def test_import_failure_leaves_no_npz(sample_npz, tmp_path, monkeypatch, no_leftovers):
+def test_import_failure_leaves_no_npz(sample_npz, tmp_path, monkeypatch):
     npz, _ = sample_npz()
     export_product(npz, tmp_path / 'p.h5')
 
@@ -178,7 +177,7 @@ def test_import_failure_leaves_no_npz(sample_npz, tmp_path, monkeypatch, no_left
         import_product(tmp_path / 'p.h5', tmp_path / 'back.npz')
 
     assert not (tmp_path / 'back.npz').exists()
-    no_leftovers(tmp_path)
+    assert_no_temp_files(tmp_path)
 
 
 def test_missing_output_folder(sample_npz, tmp_path):

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import numpy.lib.format as npy_format
 import pytest
+from helpers import CreatesFile, assert_no_temp_files, minimal_arrays, object_array
 
 from ptychopinn_ptychodus import export_product, import_product
 from ptychopinn_ptychodus.errors import AmbiguousLayoutError, InvalidInputError
@@ -35,7 +36,7 @@ def expect_invalid(npz: Path, *patterns: str, tmp_path: Path, **options) -> Inva
         assert re.search(pattern, message, re.IGNORECASE), f'{pattern!r} not in: {message}'
     assert '\n' not in message
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.ptychopinn-tmp')]
+    assert_no_temp_files(tmp_path)
     return error
 
 
@@ -43,52 +44,52 @@ def expect_invalid(npz: Path, *patterns: str, tmp_path: Path, **options) -> Inva
 
 
 @pytest.mark.parametrize('missing', ['xcoords', 'ycoords'])
-def test_missing_coordinates(base_arrays, npz_from_arrays, tmp_path, missing):
-    arrays = base_arrays()
+def test_missing_coordinates(npz_from_arrays, tmp_path, missing):
+    arrays = minimal_arrays()
     del arrays[missing]
     expect_invalid(npz_from_arrays('x.npz', **arrays), missing, tmp_path=tmp_path)
 
 
-def test_missing_both_coordinates(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_missing_both_coordinates(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     del arrays['xcoords'], arrays['ycoords']
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'xcoords', 'missing', tmp_path=tmp_path)
 
 
-def test_missing_probe(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_missing_probe(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     del arrays['probeGuess']
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'probeGuess', 'missing', tmp_path=tmp_path)
 
 
-def test_two_dimensional_diffraction(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_two_dimensional_diffraction(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     arrays['diffraction'] = arrays['diffraction'][0]
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'3-dimensional|dimension|shape',
                    tmp_path=tmp_path)
 
 
-def test_xcoords_and_ycoords_lengths_differ(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_xcoords_and_ycoords_lengths_differ(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     arrays['ycoords'] = arrays['ycoords'][:-1]
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'ycoords', r'\b8\b', r'\b9\b', tmp_path=tmp_path)
 
 
-def test_positions_and_patterns_counts_differ(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays(num=9)
+def test_positions_and_patterns_counts_differ(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays(num=9)
     arrays['diffraction'] = arrays['diffraction'][:7]
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b9\b', tmp_path=tmp_path)
 
 
-def test_positions_and_patterns_counts_differ_with_explicit_layout(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays(num=9)
+def test_positions_and_patterns_counts_differ_with_explicit_layout(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays(num=9)
     arrays['diffraction'] = arrays['diffraction'][:7]
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b7\b', r'\b9\b', tmp_path=tmp_path,
                    layout='NHW')
 
 
-def test_nominal_positions_with_other_length(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_nominal_positions_with_other_length(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     arrays['xcoords_start'] = arrays['xcoords'][:5]
     arrays['ycoords_start'] = arrays['ycoords'][:5]
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'xcoords_start', tmp_path=tmp_path)
@@ -96,14 +97,14 @@ def test_nominal_positions_with_other_length(base_arrays, npz_from_arrays, tmp_p
 
 @pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize('key', ['xcoords', 'ycoords'])
-def test_non_finite_positions(base_arrays, npz_from_arrays, tmp_path, key, value):
-    arrays = base_arrays()
+def test_non_finite_positions(npz_from_arrays, tmp_path, key, value):
+    arrays = minimal_arrays()
     arrays[key][4] = value
     expect_invalid(npz_from_arrays('x.npz', **arrays), key, r'finite|nan|inf', tmp_path=tmp_path)
 
 
-def test_non_finite_nominal_positions_when_used(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_non_finite_nominal_positions_when_used(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     arrays['xcoords_start'] = arrays['xcoords'].copy()
     arrays['ycoords_start'] = arrays['ycoords'].copy()
     arrays['ycoords_start'][0] = np.nan
@@ -111,8 +112,8 @@ def test_non_finite_nominal_positions_when_used(base_arrays, npz_from_arrays, tm
                    positions='nominal')
 
 
-def test_empty_scan(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_empty_scan(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     arrays['xcoords'] = np.zeros(0)
     arrays['ycoords'] = np.zeros(0)
     arrays['diffraction'] = arrays['diffraction'][:0]
@@ -120,8 +121,8 @@ def test_empty_scan(base_arrays, npz_from_arrays, tmp_path):
 
 
 @pytest.mark.parametrize('key', ['xcoords', 'diffraction', 'probeGuess', 'objectGuess', 'scan_index'])
-def test_string_arrays(base_arrays, npz_from_arrays, tmp_path, key):
-    arrays = base_arrays()
+def test_string_arrays(npz_from_arrays, tmp_path, key):
+    arrays = minimal_arrays()
     if key == 'scan_index':
         arrays[key] = np.array(['a'] * 9)
     else:
@@ -129,13 +130,13 @@ def test_string_arrays(base_arrays, npz_from_arrays, tmp_path, key):
     expect_invalid(npz_from_arrays('x.npz', **arrays), key, r'dtype|numeric|real', tmp_path=tmp_path)
 
 
-def test_nominal_positions_requested_but_missing(base_arrays, npz_from_arrays, tmp_path):
-    expect_invalid(npz_from_arrays('x.npz', **base_arrays()), 'xcoords_start', tmp_path=tmp_path,
+def test_nominal_positions_requested_but_missing(npz_from_arrays, tmp_path):
+    expect_invalid(npz_from_arrays('x.npz', **minimal_arrays()), 'xcoords_start', tmp_path=tmp_path,
                    positions='nominal')
 
 
-def test_bad_pixels_shape_mismatch(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_bad_pixels_shape_mismatch(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     expect_invalid(npz_from_arrays('x.npz', bad_pixels=np.zeros((8, 8), bool), **arrays), 'bad_pixels',
                    tmp_path=tmp_path)
 
@@ -143,37 +144,24 @@ def test_bad_pixels_shape_mismatch(base_arrays, npz_from_arrays, tmp_path):
 # -- pickles are never run ---------------------------------------------------------------------
 
 
-class _CreatesFile:
-    """Unpickling this runs ``open(marker, 'w')``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, 'w'))
+def _evil(marker: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """An object array whose first element, once unpickled, creates ``marker``."""
+    return object_array(CreatesFile(marker), shape)
 
 
-def _evil(marker: Path, shape: tuple[int, ...] = (1,)) -> np.ndarray:
-    array = np.empty(shape, dtype=object)
-    array.flat[0] = _CreatesFile(marker)
-    for i in range(1, array.size):
-        array.flat[i] = 0.0
-    return array
-
-
-def test_the_evil_payload_works_when_unpickled(base_arrays, npz_from_arrays, tmp_path):
+def test_the_evil_payload_works_when_unpickled(npz_from_arrays, tmp_path):
     """Control: numpy.load with pickle enabled does run it, so the tests below can fail."""
     marker = tmp_path / 'control-marker'
-    npz = npz_from_arrays('control.npz', **{**base_arrays(), 'xcoords': _evil(marker, (9,))})
+    npz = npz_from_arrays('control.npz', **{**minimal_arrays(), 'xcoords': _evil(marker, (9,))})
     with np.load(npz, allow_pickle=True) as loaded:
         loaded['xcoords']
     assert marker.exists()
 
 
 @pytest.mark.parametrize('key', ['xcoords', 'diffraction', 'probeGuess', 'objectGuess', 'scan_index'])
-def test_object_arrays_are_refused_not_unpickled(base_arrays, npz_from_arrays, tmp_path, key):
+def test_object_arrays_are_refused_not_unpickled(npz_from_arrays, tmp_path, key):
     marker = tmp_path / 'pwned'
-    arrays = base_arrays()
+    arrays = minimal_arrays()
     shape = (9,) if key in ('xcoords', 'scan_index') else arrays[key].shape
     arrays[key] = _evil(marker, shape)
     npz = npz_from_arrays('evil.npz', **arrays)
@@ -183,10 +171,10 @@ def test_object_arrays_are_refused_not_unpickled(base_arrays, npz_from_arrays, t
     assert not marker.exists(), 'the pickle was executed'
 
 
-def test_evil_metadata_is_skipped_with_a_warning(base_arrays, npz_from_arrays, tmp_path, caplog):
+def test_evil_metadata_is_skipped_with_a_warning(npz_from_arrays, tmp_path, caplog):
     marker = tmp_path / 'pwned'
-    npz = npz_from_arrays('evil_meta.npz', _metadata=np.array(_CreatesFile(marker), dtype=object),
-                          **base_arrays())
+    npz = npz_from_arrays('evil_meta.npz', _metadata=np.array(CreatesFile(marker), dtype=object),
+                          **minimal_arrays())
     out = tmp_path / 'out.h5'
 
     with caplog.at_level(logging.WARNING):
@@ -199,10 +187,10 @@ def test_evil_metadata_is_skipped_with_a_warning(base_arrays, npz_from_arrays, t
         assert '_metadata' not in h5['raw_data']
 
 
-def test_evil_metadata_inside_an_object_array_is_skipped(base_arrays, npz_from_arrays, tmp_path, caplog):
+def test_evil_metadata_inside_an_object_array_is_skipped(npz_from_arrays, tmp_path, caplog):
     """The restricted unpickler allows numpy's array reconstruction, but not what is inside it."""
     marker = tmp_path / 'pwned'
-    npz = npz_from_arrays('evil_meta.npz', _metadata=_evil(marker, ()), **base_arrays())
+    npz = npz_from_arrays('evil_meta.npz', _metadata=_evil(marker, ()), **minimal_arrays())
 
     with caplog.at_level(logging.WARNING):
         export_product(npz, tmp_path / 'out.h5')
@@ -211,9 +199,9 @@ def test_evil_metadata_inside_an_object_array_is_skipped(base_arrays, npz_from_a
     assert any('_metadata' in r.getMessage() for r in caplog.records)
 
 
-def test_evil_metadata_not_run_by_inspection(base_arrays, npz_from_arrays, tmp_path):
+def test_evil_metadata_not_run_by_inspection(npz_from_arrays, tmp_path):
     marker = tmp_path / 'pwned'
-    npz = npz_from_arrays('evil_meta.npz', _metadata=_evil(marker, ()), **base_arrays())
+    npz = npz_from_arrays('evil_meta.npz', _metadata=_evil(marker, ()), **minimal_arrays())
     export_product(npz, None, dry_run=True)
     assert not marker.exists()
 
@@ -304,10 +292,10 @@ def test_zip_without_arrays(tmp_path):
     expect_invalid(path, r'no .*array|not an npz', tmp_path=tmp_path)
 
 
-def test_header_declaring_a_huge_shape(base_arrays, tmp_path):
+def test_header_declaring_a_huge_shape(tmp_path):
     """A member whose header says (10**6, 10**6) float32 (4 TB) but holds a few bytes."""
     path = tmp_path / 'huge.npz'
-    arrays = base_arrays()
+    arrays = minimal_arrays()
     with zipfile.ZipFile(path, 'w') as archive:
         for key, value in arrays.items():
             if key == 'diffraction':
@@ -342,8 +330,8 @@ def test_header_edited_in_place_to_a_bigger_shape(sample_npz, tmp_path):
 # -- layout ----------------------------------------------------------------------------------------
 
 
-def test_ambiguous_layout_and_explicit_choice(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays(num=16, n=16)
+def test_ambiguous_layout_and_explicit_choice(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays(num=16, n=16)
     npz = npz_from_arrays('square.npz', **arrays)
 
     error = expect_invalid(npz, 'ambiguous', 'diffraction', tmp_path=tmp_path)
@@ -356,14 +344,14 @@ def test_ambiguous_layout_and_explicit_choice(base_arrays, npz_from_arrays, tmp_
         assert h5['raw_data/diffraction'].attrs['original_axis_order'] == 'NHW'
 
 
-def test_no_axis_matches_the_positions(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays(num=9, n=16)
+def test_no_axis_matches_the_positions(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays(num=9, n=16)
     arrays['diffraction'] = np.zeros((5, 16, 16), np.float32)
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b9\b', tmp_path=tmp_path)
 
 
-def test_explicit_layout_that_does_not_fit(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays(num=9, n=16)
+def test_explicit_layout_that_does_not_fit(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays(num=9, n=16)
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', 'NHW1', tmp_path=tmp_path,
                    layout='NHW1')
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from helpers import to_nhw
 from ptychodus.api.io import load_diffraction_data, load_product
 
 from ptychopinn_ptychodus import ExportMeta, export_product
@@ -13,8 +14,7 @@ from ptychopinn_ptychodus import ExportMeta, export_product
 @pytest.mark.parametrize('layout', ['NHW', 'HWN', 'NHW1'])
 def test_amplitudes_become_intensities(sample_npz, tmp_path, layout):
     npz, arrays = sample_npz(layout=layout)
-    amplitude = {'NHW': lambda a: a, 'HWN': lambda a: np.moveaxis(a, -1, 0),
-                 'NHW1': lambda a: a[..., 0]}[layout](arrays['diffraction'])
+    amplitude = to_nhw(arrays['diffraction'], layout)
     out = tmp_path / 'diffraction.h5'
 
     export_product(npz, None, diffraction_output=out)
@@ -31,7 +31,7 @@ def test_amplitudes_become_intensities(sample_npz, tmp_path, layout):
 @pytest.mark.parametrize('layout', ['NHW', 'HWN'])
 def test_integer_counts_kept_exactly(sample_npz, tmp_path, layout):
     npz, arrays = sample_npz(key='diff3d', counts=True, layout=layout)
-    counts = arrays['diff3d'] if layout == 'NHW' else np.moveaxis(arrays['diff3d'], -1, 0)
+    counts = to_nhw(arrays['diff3d'], layout)
     out = tmp_path / 'diffraction.h5'
 
     export_product(npz, None, diffraction_output=out)

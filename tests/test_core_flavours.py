@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import product_pixels, to_nhw
 from ptychodus.api.io import load_diffraction_data, load_product
 
 from ptychopinn_ptychodus import export_product
@@ -18,26 +19,17 @@ def _raw_diffraction(product: Path) -> tuple[np.ndarray, dict]:
         return dset[()], dict(dset.attrs)
 
 
-def _nhw(stack: np.ndarray, layout: str) -> np.ndarray:
-    if layout == 'HWN':
-        return np.moveaxis(stack, -1, 0)
-    if layout == 'NHW1':
-        return stack[..., 0]
-    return stack
-
-
 @pytest.mark.parametrize('key', ['diffraction', 'diff3d'])
 @pytest.mark.parametrize('layout', ['NHW', 'HWN', 'NHW1'])
 @pytest.mark.parametrize('compress', [False, True], ids=['stored', 'deflated'])
-def test_float_amplitudes_in_every_key_layout_and_storage(sample_npz, product_pixels, tmp_path, key, layout,
-                                                         compress):
+def test_float_amplitudes_in_every_key_layout_and_storage(sample_npz, tmp_path, key, layout, compress):
     npz, arrays = sample_npz(key=key, layout=layout, compress=compress)
     out = tmp_path / 'out.h5'
 
     export_product(npz, out)
 
     stack, attrs = _raw_diffraction(out)
-    expected = _nhw(arrays[key], layout)
+    expected = to_nhw(arrays[key], layout)
     assert stack.shape == expected.shape
     np.testing.assert_array_equal(stack, expected)  # amplitudes are bundled as they are
     assert attrs['axis_canonical'] == 'NHW'
@@ -51,7 +43,7 @@ def test_float_amplitudes_in_every_key_layout_and_storage(sample_npz, product_pi
 @pytest.mark.parametrize('layout', ['NHW', 'HWN', 'NHW1'])
 def test_uint16_counts_are_intensities(sample_npz, tmp_path, layout):
     npz, arrays = sample_npz(key='diff3d', layout=layout, counts=True)
-    counts = _nhw(arrays['diff3d'], layout)
+    counts = to_nhw(arrays['diff3d'], layout)
     assert counts.dtype == np.uint16
 
     export_product(npz, tmp_path / 'out.h5')
@@ -181,7 +173,7 @@ def test_complex_precision_is_kept(sample_npz, npz_from_arrays, tmp_path, dtype)
                                   arrays['objectGuess'])
 
 
-def test_actual_positions_by_default_nominal_on_request(sample_npz, product_pixels, tmp_path):
+def test_actual_positions_by_default_nominal_on_request(sample_npz, tmp_path):
     npz, arrays = sample_npz()
     assert not np.allclose(arrays['xcoords'], arrays['xcoords_start'])
 
@@ -236,6 +228,6 @@ def test_fortran_ordered_stack(sample_npz, npz_from_arrays, tmp_path, compress, 
     export_product(npz, out, diffraction_output=diffraction)
 
     stack, attrs = _raw_diffraction(out)
-    np.testing.assert_array_equal(stack, _nhw(arrays['diffraction'], layout))
+    np.testing.assert_array_equal(stack, to_nhw(arrays['diffraction'], layout))
     patterns = load_diffraction_data(diffraction).get_patterns()
-    np.testing.assert_allclose(patterns, _nhw(arrays['diffraction'], layout).astype(np.float64) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(patterns, to_nhw(arrays['diffraction'], layout).astype(np.float64) ** 2, rtol=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import h5_attrs, product_pixels
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ptychodus.api.io import load_product
@@ -27,8 +28,7 @@ def anisotropic_meta() -> ExportMeta:
 
 
 @pytest.mark.parametrize('positions', ['actual', 'nominal'])
-def test_positions_map_back_exactly_through_ptychodus(sample_npz, product_pixels, tmp_path, anisotropic_meta,
-                                                       positions):
+def test_positions_map_back_exactly_through_ptychodus(sample_npz, tmp_path, anisotropic_meta, positions):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
 
@@ -40,7 +40,7 @@ def test_positions_map_back_exactly_through_ptychodus(sample_npz, product_pixels
     np.testing.assert_allclose(y_px, arrays['ycoords' + suffix], rtol=0, atol=1e-6)
 
 
-def test_object_geometry_written_explicitly(sample_npz, tmp_path, h5_attrs, anisotropic_meta):
+def test_object_geometry_written_explicitly(sample_npz, tmp_path, anisotropic_meta):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
 
@@ -59,7 +59,8 @@ def test_object_geometry_written_explicitly(sample_npz, tmp_path, h5_attrs, anis
 
 
 def test_positions_are_metres_by_ptychodus_convention(sample_npz, tmp_path, anisotropic_meta):
-    """x_m = centre + pixel * (j - (W - 1) / 2), the formula of SPEC section 2."""
+    """x_m = centre + pixel * (j - (W - 1) / 2): pixel j of a W-pixel-wide object, whose middle
+    ((W - 1) / 2) sits at the object centre, is where Ptychodus's ObjectGeometry puts it."""
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
     export_product(npz, out, anisotropic_meta)
@@ -72,7 +73,7 @@ def test_positions_are_metres_by_ptychodus_convention(sample_npz, tmp_path, anis
     np.testing.assert_allclose(positions.get_coordinates_y_m(), expected_y, rtol=0, atol=1e-15)
 
 
-def test_probe_pixel_size_defaults_to_object_pixel_size(sample_npz, tmp_path, h5_attrs, anisotropic_meta):
+def test_probe_pixel_size_defaults_to_object_pixel_size(sample_npz, tmp_path, anisotropic_meta):
     npz, _ = sample_npz()
     out = tmp_path / 'out.h5'
 
@@ -84,8 +85,7 @@ def test_probe_pixel_size_defaults_to_object_pixel_size(sample_npz, tmp_path, h5
     assert (pixel.width_m, pixel.height_m) == (PIXEL_W, PIXEL_H)
 
 
-def test_default_geometry_is_object_centre_zero_and_documented_pixel(sample_npz, tmp_path, h5_attrs,
-                                                                     product_pixels):
+def test_default_geometry_is_object_centre_zero_and_documented_pixel(sample_npz, tmp_path):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
 
@@ -100,7 +100,7 @@ def test_default_geometry_is_object_centre_zero_and_documented_pixel(sample_npz,
     np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
 
 
-def test_explicit_probe_pixel_size_is_kept(sample_npz, tmp_path, h5_attrs):
+def test_explicit_probe_pixel_size_is_kept(sample_npz, tmp_path):
     npz, _ = sample_npz()
     out = tmp_path / 'out.h5'
 

@@ -8,6 +8,7 @@ import logging
 import h5py
 import numpy as np
 import pytest
+from helpers import h5_attrs, product_pixels
 from ptychodus.api.io import load_product
 
 from ptychopinn_ptychodus import ExportMeta, export_product
@@ -34,7 +35,7 @@ def product(sample_npz, tmp_path):
     return out, arrays
 
 
-def test_root_attributes_carry_both_spellings(product, h5_attrs):
+def test_root_attributes_carry_both_spellings(product):
     out, _ = product
     attrs = h5_attrs(out)
     assert attrs['photon_energy_eV'] == attrs['probe_energy_eV'] == 9100.0
@@ -159,7 +160,7 @@ def test_domain_decision_is_recorded_and_logged(sample_npz, tmp_path, caplog):
     assert 'diff3d is intensity' in logged
 
 
-def test_no_raw_data_group_when_excluded(sample_npz, tmp_path, product_pixels):
+def test_no_raw_data_group_when_excluded(sample_npz, tmp_path):
     npz, arrays = sample_npz()
     out = tmp_path / 'out.h5'
 

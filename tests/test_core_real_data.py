@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import product_pixels
 from ptychodus.api.io import load_diffraction_data, load_product
 
 from ptychopinn_ptychodus import ExportMeta, export_product, import_product
@@ -44,7 +45,7 @@ def run1084_product(run1084, tmp_path) -> Path:
     return out
 
 
-def test_run1084_every_position_lands_on_the_scanned_object(run1084, run1084_product, product_pixels):
+def test_run1084_every_position_lands_on_the_scanned_object(run1084, run1084_product):
     _, arrays = run1084
     obj = arrays['objectGuess']
     assert (obj == 1).any() and (obj != 1).any()  # the premise: a scanned part and a 1.0 margin
@@ -60,7 +61,7 @@ def test_run1084_every_position_lands_on_the_scanned_object(run1084, run1084_pro
     assert hits.all(), f'{(~hits).sum()} of {hits.size} positions fall outside the scanned part'
 
 
-def test_run1084_naive_metres_mapping_misses_the_object(run1084, run1084_product, product_pixels, tmp_path):
+def test_run1084_naive_metres_mapping_misses_the_object(run1084, run1084_product, tmp_path):
     """Contrast: PtychoPINN's scaffold exporter writes x_m = xcoords * pixel with centre 0."""
     _, arrays = run1084
     naive = tmp_path / 'naive.h5'
@@ -90,7 +91,7 @@ def test_run1084_round_trip_is_exact(run1084, run1084_product, tmp_path):
         assert 'diffraction' not in restored.files and 'diff3d' not in restored.files
 
 
-def test_run1084_nominal_positions(run1084, tmp_path, product_pixels):
+def test_run1084_nominal_positions(run1084, tmp_path):
     path, arrays = run1084
     out = tmp_path / 'nominal.h5'
 
@@ -138,7 +139,7 @@ def tike_npz(shared_data, tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]
     return path, arrays
 
 
-def test_tike_converts_and_ptychodus_reads_it(tike_npz, tmp_path, product_pixels):
+def test_tike_converts_and_ptychodus_reads_it(tike_npz, tmp_path):
     path, arrays = tike_npz
     product, diffraction = tmp_path / 'tike.h5', tmp_path / 'tike.diffraction.h5'
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import minimal_arrays, product_pixels, to_nhw
 
 from ptychopinn_ptychodus import ExportMeta, export_product, import_product
 
@@ -13,21 +14,12 @@ GEOMETRY = ExportMeta(object_pixel_width_m=4e-8, object_pixel_height_m=6e-8,
                       object_center_x_m=1.3e-6, object_center_y_m=-0.7e-6)
 
 
-def _canonical(key: str, value: np.ndarray, layout: str) -> np.ndarray:
-    if key in ('diffraction', 'diff3d'):
-        if layout == 'HWN':
-            return np.moveaxis(value, -1, 0)
-        if layout == 'NHW1':
-            return value[..., 0]
-    return value
-
-
 def _assert_identical(original: dict[str, np.ndarray], restored_path, layout: str = 'NHW') -> None:
     # plain numpy, no pickle: what PtychoPINN itself would do
     with np.load(restored_path, allow_pickle=False) as restored:
         for key, value in original.items():
             assert key in restored.files, f'{key} missing after the round trip'
-            expected = _canonical(key, value, layout)
+            expected = to_nhw(value, layout) if key in ('diffraction', 'diff3d') else value
             got = restored[key]
             assert got.dtype == expected.dtype, f'{key}: dtype {got.dtype} != {expected.dtype}'
             assert got.shape == expected.shape, f'{key}: shape {got.shape} != {expected.shape}'
@@ -96,8 +88,8 @@ def test_round_trip_channels_last_probe_scan_index_and_bad_pixels(sample_npz, np
     _assert_identical(arrays, tmp_path / 'back.npz')
 
 
-def test_round_trip_without_optional_keys(base_arrays, npz_from_arrays, tmp_path):
-    arrays = base_arrays()
+def test_round_trip_without_optional_keys(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays()
     npz = npz_from_arrays('minimal.npz', **arrays)
 
     export_product(npz, tmp_path / 'p.h5', GEOMETRY)
@@ -144,7 +136,7 @@ def test_product_without_raw_data_gives_positions_to_1e9_px(sample_npz, tmp_path
         assert 'diffraction' not in back.files
 
 
-def test_reimported_npz_converts_again_identically(sample_npz, tmp_path, product_pixels):
+def test_reimported_npz_converts_again_identically(sample_npz, tmp_path):
     """NPZ -> product -> NPZ -> product: the geometry stored in the NPZ is reused."""
     npz, arrays = sample_npz(key='diff3d', counts=True)
     export_product(npz, tmp_path / 'p1.h5', GEOMETRY)

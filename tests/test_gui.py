@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import product_pixels
 from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import (
@@ -291,11 +292,9 @@ def test_product_is_in_the_repository_with_every_position(opened, gui):
     assert product.metadata.name == opened['path'].stem
     assert len(product.probe_positions) == SCAN_SIDE**2 == len(arrays['xcoords'])
     np.testing.assert_array_equal(product.probe_positions.get_indexes(), np.arange(SCAN_SIDE**2))
-    geometry = product.object_.get_geometry()
-    np.testing.assert_allclose(geometry.map_probe_positions_to_object_x_px(product.probe_positions),
-                               arrays['xcoords'], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(geometry.map_probe_positions_to_object_y_px(product.probe_positions),
-                               arrays['ycoords'], rtol=0, atol=1e-6)
+    x_px, y_px = product_pixels(product)
+    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(product.object_.get_layer(0)), arrays['objectGuess'])
     np.testing.assert_array_equal(np.asarray(product.probes.get_array()).reshape(arrays['probeGuess'].shape),
                                   arrays['probeGuess'])

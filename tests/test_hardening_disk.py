@@ -1,4 +1,4 @@
-"""Guarantee 2: a full disk or a file-size limit is a clean, one-line failure.
+"""Full disks and file-size limits are a clean, one-line failure.
 
 The CLI runs in a subprocess under ``RLIMIT_FSIZE`` far below the size of the
 product (the CLI ignores SIGXFSZ, so writes fail with EFBIG), and, as root, with
@@ -9,24 +9,21 @@ nothing and leave no temporary file.
 
 from __future__ import annotations
 
+import os
+import re
 import resource
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from test_hardening_helpers import (
-    FULL_META,
-    IS_ROOT,
-    assert_no_temp_files,
-    assert_one_line_failure,
-    run_cli,
-)
+from helpers import FULL_META, assert_no_temp_files, assert_one_line_failure
 
 from ptychopinn_ptychodus import export_product
 
 LIMIT_PATTERN = r'file size limit|too large'
 SPACE_PATTERN = r'no space left'
+IS_ROOT = os.geteuid() == 0
 
 
 @pytest.fixture
@@ -52,8 +49,6 @@ def _fsize_limit(limit: int):
 
 
 def _check(result: subprocess.CompletedProcess[str], dest: Path, pattern: str, folder: Path) -> None:
-    import re
-
     line = assert_one_line_failure(result, names=[dest.name], absent=[dest])
     assert re.search(pattern, line, re.IGNORECASE), f'{pattern!r} not in {line!r}'
     assert_no_temp_files(folder)
@@ -64,34 +59,34 @@ def _check(result: subprocess.CompletedProcess[str], dest: Path, pattern: str, f
 
 @pytest.mark.parametrize('limit', [200_000, 1_000_000], ids=['200kB', '1MB'])
 @pytest.mark.parametrize('compression', ['gzip', 'none'])
-def test_file_size_limit_forward(medium_npz, tmp_path, limit, compression):
+def test_file_size_limit_forward(medium_npz, run_cli, tmp_path, limit, compression):
     out = tmp_path / 'out' / 'product.h5'
     out.parent.mkdir()
     result = run_cli(
-        ['--input-npz', medium_npz, '--output-product', out, '--compression', compression, *FULL_META],
-        cwd=tmp_path, preexec_fn=_fsize_limit(limit),
+        '--input-npz', medium_npz, '--output-product', out, '--compression', compression, *FULL_META,
+        preexec_fn=_fsize_limit(limit),
     )
     _check(result, out, LIMIT_PATTERN, tmp_path)
 
 
-def test_file_size_limit_with_diffraction_output(medium_npz, tmp_path):
+def test_file_size_limit_with_diffraction_output(medium_npz, run_cli, tmp_path):
     """The product fits (no raw bundle, ~90 kB) but the diffraction file does not: neither is kept."""
     out = tmp_path / 'product.h5'
     diffraction = tmp_path / 'diffraction.h5'
     result = run_cli(
-        ['--input-npz', medium_npz, '--output-product', out, '--no-include-diffraction',
-         '--output-diffraction', diffraction, '--compression', 'none', *FULL_META],
-        cwd=tmp_path, preexec_fn=_fsize_limit(500_000),
+        '--input-npz', medium_npz, '--output-product', out, '--no-include-diffraction',
+        '--output-diffraction', diffraction, '--compression', 'none', *FULL_META,
+        preexec_fn=_fsize_limit(500_000),
     )
     _check(result, diffraction, LIMIT_PATTERN, tmp_path)
     assert not out.exists(), 'the product was published although the diffraction file failed'
 
 
-def test_file_size_limit_reverse(medium_product, tmp_path):
+def test_file_size_limit_reverse(medium_product, run_cli, tmp_path):
     back = tmp_path / 'back.npz'
     result = run_cli(
-        ['--input-product', medium_product, '--output-npz', back],
-        cwd=tmp_path, preexec_fn=_fsize_limit(200_000),
+        '--input-product', medium_product, '--output-npz', back,
+        preexec_fn=_fsize_limit(200_000),
     )
     _check(result, back, LIMIT_PATTERN, tmp_path)
 
@@ -119,31 +114,28 @@ def small_disk(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize('compression', ['gzip', 'none'])
-def test_full_disk_forward(medium_npz, small_disk, tmp_path, compression):
+def test_full_disk_forward(medium_npz, small_disk, run_cli, compression):
     out = small_disk / 'product.h5'
-    result = run_cli(
-        ['--input-npz', medium_npz, '--output-product', out, '--compression', compression, *FULL_META],
-        cwd=tmp_path,
-    )
+    result = run_cli('--input-npz', medium_npz, '--output-product', out, '--compression', compression,
+                     *FULL_META)
     _check(result, out, SPACE_PATTERN, small_disk)
     assert list(small_disk.iterdir()) == []
 
 
-def test_full_disk_diffraction_output(medium_npz, small_disk, tmp_path):
+def test_full_disk_diffraction_output(medium_npz, small_disk, run_cli, tmp_path):
     out = tmp_path / 'product.h5'  # on the big disk: succeeds, but must go with the failed one
     diffraction = small_disk / 'diffraction.h5'
     result = run_cli(
-        ['--input-npz', medium_npz, '--output-product', out, '--output-diffraction', diffraction,
-         '--compression', 'none', *FULL_META],
-        cwd=tmp_path,
+        '--input-npz', medium_npz, '--output-product', out, '--output-diffraction', diffraction,
+        '--compression', 'none', *FULL_META,
     )
     _check(result, diffraction, SPACE_PATTERN, small_disk)
     assert not out.exists()
     assert_no_temp_files(tmp_path)
 
 
-def test_full_disk_reverse(medium_product, small_disk, tmp_path):
+def test_full_disk_reverse(medium_product, small_disk, run_cli):
     back = small_disk / 'back.npz'
-    result = run_cli(['--input-product', medium_product, '--output-npz', back], cwd=tmp_path)
+    result = run_cli('--input-product', medium_product, '--output-npz', back)
     _check(result, back, SPACE_PATTERN, small_disk)
     assert list(small_disk.iterdir()) == []

@@ -1,4 +1,4 @@
-"""Guarantees 6 and 7: mutated archives and products never escape as anything but a refusal.
+"""Mutated archives and products never escape as anything but a refusal.
 
 Hypothesis mutates the bytes of a few small valid inputs (flip, overwrite, zero a
 range, truncate; offsets biased towards zip, ``.npy`` and HDF5 structures) and
@@ -31,30 +31,26 @@ import signal
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
-from hypothesis import strategies as st
-from test_hardening_helpers import (  # noqa: F401 - restore_cli_logging is an autouse fixture
-    CLI,
+from helpers import (
     FULL_META,
-    TEMP_SUFFIX,
-    HangError,
+    TINY,
     assert_no_temp_files,
-    metadata_object,
-    restore_cli_logging,
+    minimal_arrays,
+    start_cli,
     stderr_lines,
     temp_files,
-    time_guard,
-    tiny_arrays,
     write_arrays,
 )
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
 
 from ptychopinn_ptychodus import cli, export, open_dataset, product_import
 from ptychopinn_ptychodus.errors import PtychoPINNError
@@ -82,11 +78,45 @@ FUZZ_SETTINGS = settings(
 )
 
 
+# -- time guard ------------------------------------------------------------------------------------
+
+
+class HangError(BaseException):
+    """Raised by :func:`time_guard` when an operation runs too long (BaseException, so no
+    ``except Exception`` in the code under test can swallow it)."""
+
+
+@contextmanager
+def time_guard(seconds: float, what: str) -> Iterator[None]:
+    """Fail (raise :class:`HangError`) if the block runs longer than ``seconds``.
+
+    The timer re-fires every second after the first expiry, so an alarm that lands
+    inside a finalizer (where Python drops exceptions) is repeated.
+    """
+
+    def expire(signum: int, frame: Any) -> None:
+        raise HangError(f'{what} did not finish within {seconds:g} s (hang?)')
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 # -- seeds -----------------------------------------------------------------------------------------
 
 
+def metadata_object(values: dict[str, Any] | None = None) -> np.ndarray:
+    """PtychoPINN's ``_metadata``: a pickled 0-d object array holding one JSON string."""
+    text = json.dumps(values or {'measurement_domain': 'amplitude', 'source': 'hardening-test'})
+    return np.array(text, dtype=object)
+
+
 def _npz_seeds(folder: Path) -> dict[str, bytes]:
-    base = tiny_arrays()
+    base = minimal_arrays(**TINY)
     stack = base['diffraction']
     hwn = np.ascontiguousarray(np.moveaxis(stack, 0, -1))
     counts = np.rint(stack.astype(np.float64) ** 2 * 50).astype(np.uint16)
@@ -592,7 +622,6 @@ def _fixed_mutants(seeds: dict[str, bytes], landmarks: Callable[[bytes], list[in
 
 def test_fuzz_cli_subprocess(npz_seeds, h5_seeds, tmp_path):
     jobs = []
-    env = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
     for label, data in _fixed_mutants(npz_seeds, _zip_landmarks, 6, rng_seed=20240611):
         folder = tmp_path / f'npz{len(jobs)}'
         folder.mkdir()
@@ -608,8 +637,7 @@ def test_fuzz_cli_subprocess(npz_seeds, h5_seeds, tmp_path):
         jobs.append((label, folder, out, ['--input-product', 'in.h5', '--output-npz', 'out.npz', '--quiet']))
 
     procs = [
-        (label, folder, out, subprocess.Popen([*CLI, *args], cwd=folder, stdout=subprocess.PIPE,
-                                              stderr=subprocess.PIPE, text=True, env=env))
+        (label, folder, out, start_cli(*args, cwd=folder))
         for label, folder, out, args in jobs
     ]
     problems = []
@@ -630,7 +658,7 @@ def test_fuzz_cli_subprocess(npz_seeds, h5_seeds, tmp_path):
             problems.append(f'{described} (traceback / internal error)')
         if proc.returncode == 1 and (out.exists() or len(stderr_lines(stderr)) != 1):
             problems.append(f'{described} (output after failure or not one line)')
-        if list(folder.glob(f'*{TEMP_SUFFIX}')) or list(folder.glob(f'.*{TEMP_SUFFIX}')):
+        if temp_files(folder):
             problems.append(f'{described} (temporary file left)')
     assert not problems, '\n'.join(problems) + f'\nexit statuses: {dict(outcomes)}'
 
@@ -652,9 +680,8 @@ def test_product_on_which_hdf5_spins(h5_seeds, tmp_path):
     path = tmp_path / 'spinning.h5'
     path.write_bytes(_mutate(h5_seeds[seed], mutations, _h5_landmarks(h5_seeds[seed])))
     out = tmp_path / 'back.npz'
-    env = {**os.environ, 'PTYCHOPINN_HDF5_PROBE_SECONDS': '1'}
-    proc = subprocess.Popen([*CLI, '--input-product', str(path), '--output-npz', str(out)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_cli('--input-product', path, '--output-npz', out, cwd=tmp_path,
+                     env={'PTYCHOPINN_HDF5_PROBE_SECONDS': '1'})
     try:
         stdout, stderr = proc.communicate(timeout=10)
     except subprocess.TimeoutExpired:

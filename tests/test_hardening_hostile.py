@@ -1,4 +1,4 @@
-"""Guarantee 5: hostile files.
+"""Hostile files.
 
 (a) Pickled object arrays, in any key (``_metadata`` included), are never
     unpickled: not by the converter, not by the CLI, not by the Ptychodus plugin
@@ -28,35 +28,25 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from test_hardening_helpers import (  # noqa: F401 - restore_cli_logging is an autouse fixture
+from helpers import (
     FULL_META,
+    TINY,
+    CreatesFile,
     assert_no_temp_files,
+    minimal_arrays,
     npy_bytes,
     npy_header_bytes,
-    restore_cli_logging,
-    run_cli,
+    object_array,
     stderr_lines,
-    tiny_arrays,
     write_arrays,
     write_zip,
 )
 
-from ptychopinn_ptychodus import cli, open_dataset
-from ptychopinn_ptychodus import export_product
+from ptychopinn_ptychodus import cli, export_product, open_dataset
 from ptychopinn_ptychodus.errors import PtychoPINNError
 from ptychopinn_ptychodus.plugin import NPZDiffractionFileReader, NPZProductFileReader
 
 # -- (a) pickles ---------------------------------------------------------------------------------
-
-
-class _CreatesFile:
-    """Unpickling this runs ``open(marker, 'w')``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, 'w'))
 
 
 class _MarkingArray(np.ndarray):
@@ -75,14 +65,6 @@ class _MarkingArray(np.ndarray):
         super().__setstate__(inner)
 
 
-def _object_array(value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    array = np.empty(shape, dtype=object)
-    array.flat[0] = value
-    for i in range(1, array.size):
-        array.flat[i] = 0.0
-    return array
-
-
 def _pickled_npy(obj: Any, shape: tuple[int, ...], protocol: int) -> bytes:
     """An object-dtype .npy member whose body is ``pickle.dumps(obj, protocol)``."""
     header = npy_header_bytes(shape, descr='|O')
@@ -94,10 +76,10 @@ def _evil_members(marker: Path, key: str, shape: tuple[int, ...]) -> dict[str, b
     _MarkingArray.marker = str(marker)
     marking = np.zeros(1).view(_MarkingArray)
     return {
-        'reduce-in-object-array': npy_bytes(_object_array(_CreatesFile(marker), shape), allow_pickle=True),
-        'bare-reduce-protocol-0': _pickled_npy(_CreatesFile(marker), shape, 0),
-        'bare-reduce-protocol-5': _pickled_npy(_CreatesFile(marker), shape, 5),
-        'ndarray-subclass-setstate': _pickled_npy(_object_array(marking, shape), shape, 2),
+        'reduce-in-object-array': npy_bytes(object_array(CreatesFile(marker), shape), allow_pickle=True),
+        'bare-reduce-protocol-0': _pickled_npy(CreatesFile(marker), shape, 0),
+        'bare-reduce-protocol-5': _pickled_npy(CreatesFile(marker), shape, 5),
+        'ndarray-subclass-setstate': _pickled_npy(object_array(marking, shape), shape, 2),
     }
 
 
@@ -122,7 +104,7 @@ VARIANTS = ['reduce-in-object-array', 'bare-reduce-protocol-0', 'bare-reduce-pro
 
 
 def _evil_npz(folder: Path, key: str, variant: str, marker: Path) -> Path:
-    arrays = tiny_arrays()
+    arrays = minimal_arrays(**TINY)
     members = {k: npy_bytes(v) for k, v in arrays.items()}
     if key == 'xcoords_start':
         members['ycoords_start'] = npy_bytes(arrays['ycoords'])
@@ -184,7 +166,7 @@ def test_pickles_are_never_run_in_process(tmp_path, key, variant, capsys):
     assert_no_temp_files(tmp_path)
 
 
-def test_pickles_are_never_run_by_the_cli_subprocess(tmp_path):
+def test_pickles_are_never_run_by_the_cli_subprocess(run_cli, tmp_path):
     """Every evil file in one batch run of the real CLI (a fresh interpreter)."""
     inputs = []
     markers = []
@@ -196,7 +178,7 @@ def test_pickles_are_never_run_by_the_cli_subprocess(tmp_path):
     out_dir = tmp_path / 'products'
     out_dir.mkdir()
 
-    result = run_cli(['--input-npz', *inputs, '--output-dir', out_dir, '--quiet', *FULL_META], cwd=tmp_path)
+    result = run_cli('--input-npz', *inputs, '--output-dir', out_dir, '--quiet', *FULL_META)
 
     assert [m.name for m in markers if m.exists()] == [], 'pickles were executed by the CLI'
     assert result.returncode in (0, 1), result
@@ -229,8 +211,8 @@ def _read_evil_metadata_files(tmp_path: Path) -> None:
         product = NPZProductFileReader().read(npz)
         dataset = NPZDiffractionFileReader().read(npz)
         patterns = dataset[0].get_patterns()
-        assert patterns.shape == tiny_arrays()['diffraction'].shape
-        assert len(product.probe_positions) == len(tiny_arrays()['xcoords'])
+        assert patterns.shape == minimal_arrays(**TINY)['diffraction'].shape
+        assert len(product.probe_positions) == len(minimal_arrays(**TINY)['xcoords'])
         assert not marker.exists(), variant
 
 
@@ -243,7 +225,7 @@ ALLOCATION_CEILING = 64 << 20
 def _with_header(key: str, shape: tuple[int, ...], descr: str, *, compress: bool = False,
                  data: bytes = b'\0' * 64) -> Callable[[Path], Path]:
     def make(path: Path) -> Path:
-        arrays = tiny_arrays()
+        arrays = minimal_arrays(**TINY)
         members = {k: npy_bytes(v) for k, v in arrays.items()}
         members[key] = npy_header_bytes(shape, descr) + data
         return write_zip(path, members, compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
@@ -338,7 +320,7 @@ def _patch_sizes(path: Path, member: str, *, file_size: int | None = None, crc: 
 
 @pytest.mark.parametrize('key', ['xcoords', 'diffraction', 'probeGuess'])
 def test_uncompressed_size_beyond_deflate_limit_is_refused(tmp_path, key):
-    npz = write_arrays(tmp_path / 'bomb.npz', tiny_arrays(), compress=True)
+    npz = write_arrays(tmp_path / 'bomb.npz', minimal_arrays(**TINY), compress=True)
     with zipfile.ZipFile(npz) as archive:
         compressed = archive.getinfo(f'{key}.npy').compress_size
     _patch_sizes(npz, f'{key}.npy', file_size=min(compressed * 2000, 0xFFFFFFFE))
@@ -356,7 +338,7 @@ def test_uncompressed_size_beyond_deflate_limit_is_refused(tmp_path, key):
 def _overlong_member(path: Path, key: str, extra: int, *, fix_crc: bool) -> tuple[Path, np.ndarray]:
     """``key``'s deflate stream inflates to its .npy bytes plus ``extra`` more bytes,
     while the directory declares only the .npy size (and, with ``fix_crc``, its CRC)."""
-    arrays = tiny_arrays()
+    arrays = minimal_arrays(**TINY)
     honest = npy_bytes(arrays[key])
     members = {k: npy_bytes(v) for k, v in arrays.items() if k != key}
     write_zip(path, members, compression=zipfile.ZIP_DEFLATED)
@@ -401,7 +383,7 @@ def test_member_inflating_past_its_declared_size_with_wrong_crc(tmp_path, key):
 @pytest.mark.parametrize('filler', ['npy', 'txt'])
 def test_more_than_4096_members_is_refused(tmp_path, filler):
     npz = tmp_path / 'fanout.npz'
-    members = {k: npy_bytes(v) for k, v in tiny_arrays().items()}
+    members = {k: npy_bytes(v) for k, v in minimal_arrays(**TINY).items()}
     tiny = npy_bytes(np.zeros(1, np.uint8))
     with zipfile.ZipFile(npz, 'w') as archive:
         for key, data in members.items():
@@ -421,7 +403,7 @@ def test_more_than_4096_members_is_refused(tmp_path, filler):
 def test_exactly_4096_members_is_accepted(tmp_path):
     """Control for the limit above: it is a limit, not a refusal of big archives."""
     npz = tmp_path / 'many.npz'
-    members = {k: npy_bytes(v) for k, v in tiny_arrays().items()}
+    members = {k: npy_bytes(v) for k, v in minimal_arrays(**TINY).items()}
     with zipfile.ZipFile(npz, 'w') as archive:
         for key, data in members.items():
             archive.writestr(f'{key}.npy', data)

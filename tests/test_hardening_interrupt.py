@@ -1,4 +1,4 @@
-"""Guarantee 1: SIGINT / SIGTERM during a conversion.
+"""SIGINT / SIGTERM during a conversion.
 
 The CLI must exit non-zero (130, as documented), print exactly one line on stderr
 (no traceback), publish nothing at the destination (an existing destination stays
@@ -22,14 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_hardening_helpers import (  # noqa: F401 - restore_cli_logging is an autouse fixture
-    CLI,
-    FULL_META,
-    TEMP_SUFFIX,
-    assert_no_temp_files,
-    restore_cli_logging,
-    stderr_lines,
-)
+from helpers import FULL_META, TEMP_SUFFIX, assert_no_temp_files, start_cli, stderr_lines
 
 from ptychopinn_ptychodus import cli, export
 
@@ -62,10 +55,7 @@ def _one_cpu() -> None:
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*CLI, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}, preexec_fn=_one_cpu,
-    )
+    return start_cli(*args, cwd=cwd, preexec_fn=_one_cpu)
 
 
 def _wait_for_temp(proc: subprocess.Popen[str], folder: Path, name: str, timeout: float = 60) -> None:

@@ -1,4 +1,4 @@
-"""Guarantee 4: writers racing for one destination never produce a mixed or partial file.
+"""Writers racing for one destination never produce a mixed or partial file.
 
 Several CLI processes convert different inputs (different object sizes, so every
 input is recognisable) to the same destination at the same time. Afterwards the
@@ -8,15 +8,14 @@ one input in every array, and no temporary file remains.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import FULL_META, assert_no_temp_files, assert_one_line_failure, start_cli
 from ptychodus.api.io import load_product
-from test_hardening_helpers import CLI, FULL_META, assert_no_temp_files, stderr_lines
 
 WRITERS = 6
 
@@ -33,13 +32,9 @@ def racing_inputs(sample_npz) -> list[tuple[Path, dict[str, np.ndarray]]]:
 
 
 def _race(inputs: list[Path], dest: Path, cwd: Path, *extra: str) -> list[subprocess.CompletedProcess[str]]:
-    env = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1'}
     procs = [
-        subprocess.Popen(
-            [*CLI, '--input-npz', str(npz), '--output-product', str(dest), '--name', npz.stem,
-             *extra, *FULL_META],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )
+        start_cli('--input-npz', npz, '--output-product', dest, '--name', npz.stem, *extra, *FULL_META,
+                  cwd=cwd)
         for npz in inputs
     ]
     results = []
@@ -94,10 +89,7 @@ def test_racing_writers_without_overwrite(racing_inputs, tmp_path):
     for i, result in enumerate(results):
         if i in succeeded:
             continue
-        assert result.returncode == 1, result
-        lines = stderr_lines(result.stderr)
-        assert len(lines) == 1 and 'Traceback' not in result.stderr, result
-        assert str(dest) in lines[0], result
+        assert_one_line_failure(result, names=[str(dest)])
     assert _matching_writer(dest, racing_inputs) == succeeded[0]
     assert_no_temp_files(tmp_path)
     assert [p.name for p in dest.parent.iterdir()] == ['product.h5']

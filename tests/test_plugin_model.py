@@ -1,8 +1,9 @@
 """Our readers driven through Ptychodus's own model layer (``ModelCore``), as the GUI drives them.
 
-SPEC section 5: ``block=True`` loads, products bound to the loaded dataset, and
+Loads use ``block=True``, products are bound to the loaded dataset, and
 ``chooser.get_strategy_by_name`` checks that ``file_type`` really selected our
-plugin (an unknown name only logs and keeps the previous one). Everything that
+plugin (Ptychodus only logs an unknown name and keeps the previous plugin, so a
+typo would otherwise pass unnoticed). Everything that
 comes back is checked with Ptychodus's own code (``ptychodus.api.io``,
 ``ObjectGeometry.map_probe_positions_to_object_*_px``) against the arrays that
 were written.
@@ -10,50 +11,20 @@ were written.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import product_pixels, write_json
 from ptychodus.api.io import load_product, save_ptychopinn_training_data
 from ptychodus.api.reconstruct import ReconstructInput
 from ptychodus.model import ModelCore
 
-from ptychopinn_ptychodus import plugin
-from ptychopinn_ptychodus import export_product
-from ptychopinn_ptychodus.sample import write_sample
+from ptychopinn_ptychodus import export_product, plugin
 
 NPZ = plugin.NPZ_SIMPLE_NAME
 H5 = plugin.H5_SIMPLE_NAME
-SMALL = {'pattern_px': 16, 'scan_side': 3}
-
-
-@pytest.fixture
-def core() -> Iterator[ModelCore]:
-    with ModelCore() as model:
-        model.diffraction_core.diffraction_settings.crop_enabled.set_value(False)
-        yield model
-
-
-@pytest.fixture
-def pinn(tmp_path: Path):
-    """``pinn(name, **write_sample options) -> (path, arrays)`` in ``tmp_path``."""
-
-    def make(name: str = 'sample.npz', **options: Any) -> tuple[Path, dict[str, np.ndarray]]:
-        path = tmp_path / name
-        return path, write_sample(path, **{**SMALL, **options})
-
-    return make
-
-
-def pixels(product: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in object pixels, computed by Ptychodus from the product's own geometry."""
-    geometry = product.object_.get_geometry()
-    positions = product.probe_positions
-    return (np.asarray(geometry.map_probe_positions_to_object_x_px(positions)),
-            np.asarray(geometry.map_probe_positions_to_object_y_px(positions)))
 
 
 def assert_ours_selected(chooser: Any, simple_name: str, expected_type: type) -> None:
@@ -61,6 +32,16 @@ def assert_ours_selected(chooser: Any, simple_name: str, expected_type: type) ->
     assert type(strategy) is expected_type
     current = chooser.get_current_plugin()
     assert current.simple_name == simple_name and current.strategy is strategy
+
+
+def assert_holds_the_arrays(product: Any, arrays: dict[str, np.ndarray]) -> None:
+    """The product's object, probe and positions (mapped to object pixels by Ptychodus) are the NPZ's."""
+    np.testing.assert_array_equal(np.asarray(product.object_.get_array())[0], arrays['objectGuess'])
+    np.testing.assert_array_equal(
+        np.asarray(product.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
+    x_px, y_px = product_pixels(product)
+    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
 
 
 def load_pair(core: ModelCore, path: Path, file_type: str = NPZ) -> tuple[Any, Any]:
@@ -98,8 +79,8 @@ def test_our_simple_name_is_found_first(core):
         assert chooser.find_plugin(NPZ).simple_name == NPZ
 
 
-def test_amplitude_npz_loads_as_intensities_and_round_trips_through_hdf5(core, pinn, tmp_path):
-    path, arrays = pinn()
+def test_amplitude_npz_loads_as_intensities_and_round_trips_through_hdf5(core, sample_npz, tmp_path):
+    path, arrays = sample_npz()
     diffraction, product = load_pair(core, path)
 
     patterns = diffraction.get_assembled_data().get_patterns()
@@ -119,21 +100,15 @@ def test_amplitude_npz_loads_as_intensities_and_round_trips_through_hdf5(core, p
     assert writer.simple_name == 'HDF5'
 
     reopened = load_product(out)
-    obj = np.asarray(reopened.object_.get_array())
-    assert obj.shape[0] == 1
-    np.testing.assert_array_equal(obj[0], arrays['objectGuess'])
-    probe = np.asarray(reopened.probes.get_array())
-    np.testing.assert_array_equal(probe.reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
-    assert probe.size == arrays['probeGuess'].size
-    x_px, y_px = pixels(reopened)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+    assert np.asarray(reopened.object_.get_array()).shape[0] == 1
+    assert np.asarray(reopened.probes.get_array()).size == arrays['probeGuess'].size
+    assert_holds_the_arrays(reopened, arrays)
     np.testing.assert_array_equal(reopened.probe_positions.get_indexes(),
                                   np.arange(len(arrays['xcoords'])))
 
 
-def test_uint16_counts_in_hwn_layout_load_exactly(core, pinn, tmp_path):
-    path, arrays = pinn(key='diff3d', layout='HWN', counts=True)
+def test_uint16_counts_in_hwn_layout_load_exactly(core, sample_npz, tmp_path):
+    path, arrays = sample_npz(key='diff3d', layout='HWN', counts=True)
     counts = arrays['diff3d']
     assert counts.dtype == np.uint16 and counts.shape[-1] == len(arrays['xcoords'])
     diffraction, product = load_pair(core, path)
@@ -144,23 +119,18 @@ def test_uint16_counts_in_hwn_layout_load_exactly(core, pinn, tmp_path):
     out = tmp_path / 'product.h5'
     product.save_product(out, file_type='HDF5')
     reopened = load_product(out)
-    np.testing.assert_array_equal(np.asarray(reopened.object_.get_array())[0], arrays['objectGuess'])
-    np.testing.assert_array_equal(
-        np.asarray(reopened.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
-    x_px, y_px = pixels(reopened)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+    assert_holds_the_arrays(reopened, arrays)
 
 
 @pytest.mark.parametrize('beam_center', [None, 64], ids=['ptychodus-default-centre', 'detector-centre'])
-def test_default_crop_is_applied_by_ptychodus(pinn, beam_center):
+def test_default_crop_is_applied_by_ptychodus(sample_npz, beam_center):
     """Crop enabled with Ptychodus's default 64x64 window on a 128x128 sample.
 
     Ptychodus's headless default beam centre is (32, 32); the Open Dataset wizard
     moves it to the detector centre (width // 2). Either way the patterns must be
     exactly the window Ptychodus asked our lazy reader for.
     """
-    path, arrays = pinn('big.npz', pattern_px=128, scan_side=4)
+    path, arrays = sample_npz('big.npz', pattern_px=128, scan_side=4)
     intensities = np.square(arrays['diffraction'].astype(np.float32))
     with ModelCore() as core:
         settings = core.diffraction_core.diffraction_settings
@@ -184,9 +154,9 @@ def test_default_crop_is_applied_by_ptychodus(pinn, beam_center):
 
 
 @pytest.mark.parametrize('counts', [False, True], ids=['amplitude', 'uint16-counts'])
-def test_converted_bundle_opens_as_diffraction_and_product(core, pinn, tmp_path, counts):
+def test_converted_bundle_opens_as_diffraction_and_product(core, sample_npz, tmp_path, counts):
     key = 'diff3d' if counts else 'diffraction'
-    path, arrays = pinn(key=key, counts=counts)
+    path, arrays = sample_npz(key=key, counts=counts)
     bundle = tmp_path / 'converted.h5'
     export_product(path, bundle, include_raw=True)
 
@@ -199,17 +169,12 @@ def test_converted_bundle_opens_as_diffraction_and_product(core, pinn, tmp_path,
                                    rtol=1e-6, atol=0)
 
     loaded = product.get_product()
-    np.testing.assert_array_equal(np.asarray(loaded.object_.get_array())[0], arrays['objectGuess'])
-    np.testing.assert_array_equal(
-        np.asarray(loaded.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
-    x_px, y_px = pixels(loaded)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+    assert_holds_the_arrays(loaded, arrays)
 
 
-def test_ptychodus_training_npz_reopens_through_our_readers(core, pinn, tmp_path):
+def test_ptychodus_training_npz_reopens_through_our_readers(core, sample_npz, tmp_path):
     """``save_ptychopinn_training_data`` writes intensities as ``diff3d``; ours must read them back."""
-    path, arrays = pinn(key='diff3d', counts=True)
+    path, arrays = sample_npz(key='diff3d', counts=True)
     _, product = load_pair(core, path)
     source = product.get_product()
     # Built by hand from its fields, from the product our reader produced and Ptychodus holds.
@@ -229,8 +194,8 @@ def test_ptychodus_training_npz_reopens_through_our_readers(core, pinn, tmp_path
     diffraction2, product2 = load_pair(core, training)
     np.testing.assert_array_equal(diffraction2.get_assembled_data().get_patterns(), arrays['diff3d'])
     reopened = product2.get_product()
-    x0, y0 = pixels(source)
-    x1, y1 = pixels(reopened)
+    x0, y0 = product_pixels(source)
+    x1, y1 = product_pixels(reopened)
     np.testing.assert_allclose(x1, x0, rtol=0, atol=1e-6)
     np.testing.assert_allclose(y1, y0, rtol=0, atol=1e-6)
     np.testing.assert_allclose(x1, arrays['xcoords'], rtol=0, atol=1e-6)
@@ -239,7 +204,7 @@ def test_ptychodus_training_npz_reopens_through_our_readers(core, pinn, tmp_path
         np.asarray(reopened.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
 
 
-def test_object_sampling_agrees_with_the_bound_dataset_when_the_physics_is_given(core, pinn):
+def test_object_sampling_agrees_with_the_bound_dataset_when_the_physics_is_given(core, sample_npz):
     """With energy, distance and object pixel size known (sidecar), diffraction and product must agree.
 
     Ptychodus derives the pixel size it reconstructs at from the bound dataset
@@ -248,9 +213,9 @@ def test_object_sampling_agrees_with_the_bound_dataset_when_the_physics_is_given
     diffraction reader must do the same, or Ptychodus warns that the object "will
     reconstruct at the wrong scale".
     """
-    path, arrays = pinn()
+    path, arrays = sample_npz()
     sidecar = {'photon_energy_eV': 10000.0, 'detector_distance_m': 2.0, 'object_pixel_size_m': 20e-9}
-    path.with_suffix('.json').write_text(json.dumps(sidecar), encoding='utf-8')
+    write_json(path.with_suffix('.json'), sidecar)
     _, product = load_pair(core, path)
 
     item = core.product_core.product_repository[product.get_product_index()]

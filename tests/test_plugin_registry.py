@@ -28,11 +28,6 @@ ADAPTER_CHOOSERS = ('probe_file_readers', 'object_file_readers', 'probe_position
 DISPLAY_NAME = re.compile(r'^[^()]*\S \((\*\.[A-Za-z0-9]+)( \*\.[A-Za-z0-9]+)*\)$')
 
 
-@pytest.fixture(scope='module')
-def registry() -> PluginRegistry:
-    return PluginRegistry.load_plugins()
-
-
 def _expected_per_chooser() -> Counter[tuple[str, str, str]]:
     """(chooser, simple name, display name) -> how often PLUGINS puts it there."""
     expected: Counter[tuple[str, str, str]] = Counter()

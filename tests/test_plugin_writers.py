@@ -10,38 +10,23 @@ through the strategy registered in Ptychodus's chooser.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import product_pixels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ptychodus.api.geometry import PixelGeometry
 from ptychodus.api.io import load_product, save_product
 from ptychodus.api.object import Object, ObjectCenter
-from ptychodus.api.plugins import PluginRegistry
 from ptychodus.api.probe import ProbeSequence
 from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
 from ptychodus.api.product import Product, ProductMetadata
-from ptychodus.model import ModelCore
 
 from ptychopinn_ptychodus import plugin
-from ptychopinn_ptychodus.sample import write_sample
 
 NPZ = plugin.NPZ_SIMPLE_NAME
-
-
-@pytest.fixture(scope='module')
-def registry() -> PluginRegistry:
-    return PluginRegistry.load_plugins()
-
-
-@pytest.fixture
-def core() -> Iterator[ModelCore]:
-    with ModelCore() as model:
-        model.diffraction_core.diffraction_settings.crop_enabled.set_value(False)
-        yield model
 
 
 def handmade_product(
@@ -120,13 +105,11 @@ def check_written_npz(path: Path, source: Product) -> dict[str, np.ndarray]:
     """Plain numpy, no pickle: what PtychoPINN itself would load."""
     with np.load(path, allow_pickle=False) as z:
         arrays = {key: z[key] for key in z.files}
-    geometry = source.object_.get_geometry()
-    positions = source.probe_positions
-    # Exactly what Ptychodus's own PtychoPINN export computes (SPEC section 2).
-    np.testing.assert_allclose(arrays['xcoords'], geometry.map_probe_positions_to_object_x_px(positions),
-                               rtol=0, atol=1e-9)
-    np.testing.assert_allclose(arrays['ycoords'], geometry.map_probe_positions_to_object_y_px(positions),
-                               rtol=0, atol=1e-9)
+    # Exactly what Ptychodus's own PtychoPINN export (save_ptychopinn_training_data) writes:
+    # ObjectGeometry.map_probe_positions_to_object_*_px of the product's positions.
+    x_px, y_px = product_pixels(source)
+    np.testing.assert_allclose(arrays['xcoords'], x_px, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(arrays['ycoords'], y_px, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(arrays['objectGuess'], np.asarray(source.object_.get_layer(0)))
     probe = np.asarray(source.probes.get_array())
     if probe.shape[1] == 1:
@@ -151,9 +134,8 @@ def test_strategy_write_of_a_loaded_product_round_trips(registry, tmp_path, mode
     assert_same_product(reader.read(out), source)
 
 
-def test_model_core_save_product_as_ptychopinn_npz(core, tmp_path):
-    sample = tmp_path / 'patterns.npz'
-    write_sample(sample, pattern_px=16, scan_side=3)
+def test_model_core_save_product_as_ptychopinn_npz(core, sample_npz, tmp_path):
+    sample, _ = sample_npz('patterns.npz')
     native = tmp_path / 'native.h5'
     save_product(native, handmade_product(num=9))
 
@@ -177,10 +159,8 @@ def test_model_core_save_product_as_ptychopinn_npz(core, tmp_path):
 
 
 @pytest.mark.parametrize('counts', [False, True], ids=['amplitude', 'uint16-counts'])
-def test_diffraction_writer_stores_amplitude_and_reads_back_intensities(core, tmp_path, counts):
-    sample = tmp_path / 'patterns.npz'
-    arrays = write_sample(sample, key='diff3d' if counts else 'diffraction', counts=counts,
-                          pattern_px=16, scan_side=3)
+def test_diffraction_writer_stores_amplitude_and_reads_back_intensities(core, sample_npz, tmp_path, counts):
+    sample, arrays = sample_npz('patterns.npz', key='diff3d' if counts else 'diffraction', counts=counts)
     intensities = (arrays['diff3d'].astype(np.float64) if counts
                    else np.square(arrays['diffraction'].astype(np.float32)))
     diffraction = core.workflow_api.load_diffraction_data(sample, file_type=NPZ, block=True)

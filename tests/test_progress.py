@@ -7,13 +7,11 @@ import os
 import pty
 import struct
 import subprocess
-import sys
 import termios
 from pathlib import Path
 
 import pytest
-
-from ptychopinn_ptychodus.sample import write_sample
+from helpers import CLI, FULL_META
 
 
 def run_with_stderr_on_tty(args: list[str]) -> tuple[int, str]:
@@ -36,32 +34,29 @@ def run_with_stderr_on_tty(args: list[str]) -> tuple[int, str]:
 
 
 @pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    path = tmp_path / 'in.npz'
-    write_sample(path, pattern_px=32, scan_side=8)
+def dataset(sample_npz) -> Path:
+    path, _ = sample_npz('in.npz', pattern_px=32, scan_side=8)  # 64 patterns
     return path
 
 
-def command(dataset: Path, *extra: str) -> list[str]:
+def arguments(dataset: Path, *extra: str) -> list[str]:
     out = dataset.with_name('out.h5')
-    return [sys.executable, '-m', 'ptychopinn_ptychodus', '--input-npz', str(dataset),
-            '--output-product', str(out), '--overwrite', '--object-pixel-size-m', '5e-8',
-            '--probe-energy-eV', '8000', '--detector-distance-m', '1', *extra]
+    return ['--input-npz', str(dataset), '--output-product', str(out), '--overwrite', *FULL_META, *extra]
 
 
 def test_progress_bar_on_a_terminal(dataset: Path) -> None:
-    code, stderr = run_with_stderr_on_tty(command(dataset))
+    code, stderr = run_with_stderr_on_tty([*CLI, *arguments(dataset)])
     assert code == 0, stderr
     assert 'pattern' in stderr and '64/64' in stderr
 
 
 def test_quiet_silences_progress_on_a_terminal(dataset: Path) -> None:
-    code, stderr = run_with_stderr_on_tty(command(dataset, '--quiet'))
+    code, stderr = run_with_stderr_on_tty([*CLI, *arguments(dataset, '--quiet')])
     assert code == 0, stderr
     assert stderr.strip() == ''
 
 
-def test_no_progress_when_stderr_is_not_a_terminal(dataset: Path) -> None:
-    proc = subprocess.run(command(dataset), capture_output=True, text=True, timeout=120)
+def test_no_progress_when_stderr_is_not_a_terminal(dataset: Path, run_cli) -> None:
+    proc = run_cli(*arguments(dataset))
     assert proc.returncode == 0, proc.stderr
     assert '64/64' not in proc.stderr and '%|' not in proc.stderr

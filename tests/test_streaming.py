@@ -7,21 +7,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import to_nhw
 from ptychodus.api.io import load_diffraction_data
 
 from ptychopinn_ptychodus import export_product, import_product
-from ptychopinn_ptychodus.sample import write_sample
 
 
 def in_memory_reference(npz: Path, key: str, layout: str) -> np.ndarray:
     """The naive path: numpy.load everything, transpose in memory."""
     with np.load(npz) as data:
         stack = data[key]
-    if layout == 'HWN':
-        stack = np.moveaxis(stack, -1, 0)
-    elif layout == 'NHW1':
-        stack = stack[..., 0]
-    return np.ascontiguousarray(stack)
+    return np.ascontiguousarray(to_nhw(stack, layout))
 
 
 @pytest.mark.parametrize('layout', ['NHW', 'HWN', 'NHW1'])
@@ -29,11 +25,10 @@ def in_memory_reference(npz: Path, key: str, layout: str) -> np.ndarray:
 @pytest.mark.parametrize('compression', ['none', 'gzip', 'lzf'])
 @pytest.mark.parametrize('counts', [False, True], ids=['amplitude', 'counts'])
 def test_streamed_equals_in_memory(
-    tmp_path: Path, layout: str, compress: bool, compression: str, counts: bool
+    sample_npz, tmp_path: Path, layout: str, compress: bool, compression: str, counts: bool
 ) -> None:
-    npz = tmp_path / 'in.npz'
-    write_sample(npz, key='diff3d', layout=layout, counts=counts, compress=compress,
-                 pattern_px=24, scan_side=7)  # type: ignore[arg-type]
+    npz, _ = sample_npz('in.npz', key='diff3d', layout=layout, counts=counts, compress=compress,
+                        pattern_px=24, scan_side=7)
     source = in_memory_reference(npz, 'diff3d', layout)
     pattern_bytes = source[0].nbytes
     product, diffraction = tmp_path / 'p.h5', tmp_path / 'd.h5'
@@ -59,9 +54,8 @@ def test_streamed_equals_in_memory(
     assert np.array_equal(restored, source)
 
 
-def test_one_block_and_many_blocks_write_identical_datasets(tmp_path: Path) -> None:
-    npz = tmp_path / 'in.npz'
-    write_sample(npz, layout='HWN', pattern_px=32, scan_side=6)
+def test_one_block_and_many_blocks_write_identical_datasets(sample_npz, tmp_path: Path) -> None:
+    npz, _ = sample_npz('in.npz', layout='HWN', pattern_px=32, scan_side=6)
     outputs = []
     for name, block in (('whole', 1 << 30), ('tiny', 1)):
         out = tmp_path / f'{name}.h5'
