@@ -1,22 +1,25 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Both create .venv,
 # install this package as a normal (non-editable) wheel so that Ptychodus finds
-# the plugin bridge, and then run.
+# the plugin bridge, and then run. `make test` also runs the matrix (Ptychodus
+# 1.5.1 and 1.6.0, Python 3.12 and 3.13) in venvs under .venvs/, built once and
+# reused; `make test-physics` reconstructs with pty-chi (a ~6.5 GB venv).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 SOURCES := pyproject.toml $(wildcard ptychopinn_ptychodus/*.py)
+PYTEST := cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. --ignore=physics
 export QT_QPA_PLATFORM ?= offscreen
 export MPLBACKEND ?= Agg
 
-.PHONY: all install demo test lint typecheck pytest bench clean
+.PHONY: all install demo test lint typecheck pytest test-hosts test-pythons test-matrix test-physics bench dist clean
 
 all: test
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet '.[test]'
+	$(PIP) install --quiet '.[gui,test,dask]' matplotlib
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
@@ -36,13 +39,30 @@ typecheck: install
 
 # The GUI tests run in their own process: a Qt application is best kept alone.
 pytest: install
-	cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. -m 'not gui' .
-	cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. -m gui .
+	$(PYTEST) -m 'not gui' .
+	$(PYTEST) -m gui .
 
-test: lint typecheck pytest
+test-hosts: install
+	$(PY) tests/matrix.py hosts
+
+test-pythons: install
+	$(PY) tests/matrix.py pythons
+
+test-matrix: test-hosts test-pythons
+
+test: lint typecheck pytest test-matrix
+
+test-physics: install
+	$(PY) tests/matrix.py physics
 
 bench: install
 	$(PY) benchmarks/bench_convert.py
+
+# A wheel and an sdist in dist/, checked by twine.
+dist: install
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) build dist demo_output test-artifacts .pytest_cache .mypy_cache .ruff_cache
