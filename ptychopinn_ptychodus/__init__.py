@@ -8,6 +8,7 @@ never imports Ptychodus.
 from __future__ import annotations
 
 from ._version import __version__
+from .batch import ConversionResult, convert_many
 from .errors import InvalidInputError, OutputError, PtychoPINNError
 from .export import ExportOptions, ExportReport, export_product
 from .geometry import PositionConvention
@@ -19,6 +20,7 @@ from .stack import Domain, Layout
 
 __all__ = [
     'QUANTITIES',
+    'ConversionResult',
     'Domain',
     'ExportMeta',
     'ExportOptions',
@@ -31,6 +33,7 @@ __all__ = [
     'PtychoPINNError',
     'PtychoPINNRawData',
     '__version__',
+    'convert_many',
     'export_product',
     'export_product_from_rawdata',
     'import_product',
