@@ -106,13 +106,15 @@ def _store_from_raw(raw: Any, label: str) -> ArrayStore:
     if isinstance(raw, Mapping):
         for key in raw:
             if key == '_metadata':
-                continue  # pickled in NPZ files: never loaded from a mapping either
+                metadata = _plain_metadata(raw, label)
+                continue
             if key in NOT_EXPORTED:
                 continue
             value = raw[key]
             if value is not None:
                 arrays[str(key)] = np.asarray(value)
-        metadata = raw.get('metadata') if isinstance(raw.get('metadata'), dict) else None
+        if isinstance(raw.get('metadata'), dict):
+            metadata = raw['metadata']
         arrays.pop('metadata', None)
     else:
         for key in RAWDATA_ARRAYS:
@@ -126,6 +128,20 @@ def _store_from_raw(raw: Any, label: str) -> ArrayStore:
         logger.warning('%s: metadata is a %s, not a dict; not bundled', label, type(metadata).__name__)
         metadata = None
     return MemoryStore(arrays, metadata, label)
+
+
+def _plain_metadata(raw: Mapping[str, Any], label: str) -> dict[str, Any] | None:
+    """A mapping's ``_metadata`` when it is a plain JSON string; pickled ones are never loaded."""
+    try:
+        value = raw['_metadata']
+    except ValueError:  # numpy.load refuses the pickled object array: skip, never unpickle
+        logger.warning('%s: _metadata is pickled; not bundled (never unpickled)', label)
+        return None
+    text = value.item() if isinstance(value, np.ndarray) and value.shape == () else value
+    if not isinstance(text, str):
+        logger.warning('%s: _metadata is not a JSON string; not bundled', label)
+        return None
+    return _json_object(text, Path(label))
 
 
 def export_product_from_rawdata(
@@ -145,8 +161,9 @@ def export_product_from_rawdata(
         arrays under the NPZ keys (a dict, or what ``numpy.load`` returns).
         ``diff3d`` is RawData's amplitude stack; its domain is decided as for files
         (pass ``domain='amplitude'`` to state it).
-    out_path: the product HDF5. An existing file is **replaced** (as PtychoPINN's
-        own exporter does), atomically: never a half-written product.
+    out_path: the product HDF5. Its folder is created, and an existing file is
+        **replaced** (both as PtychoPINN's own exporter does), atomically: never a
+        half-written product.
     meta: an :class:`ExportMeta` (PtychoPINN's keyword names are accepted).
     include_raw: write the ``/raw_data`` bundle (stack, pixel coordinates, ``_metadata``).
     options: any :class:`ExportOptions` field (``domain``, ``layout``, ``position_convention``,
@@ -156,6 +173,7 @@ def export_product_from_rawdata(
     copied at a time.
     """
     out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)  # as PtychoPINN's exporter does
     opts = ExportOptions.build(None, {'overwrite': True, 'include_raw': include_raw, **options})
     read = ReadOptions(
         domain=None if opts.domain is None else Domain(opts.domain),

@@ -59,20 +59,25 @@ ENVS = {
 
 
 def find_python(minor: str) -> tuple[str | None, list[str]]:
-    """An interpreter for ``3.X``: the running one, ``python3.X`` on PATH, or pyenv's."""
+    """An interpreter for ``3.X``: the running one, pyenv's, or ``python3.X`` on PATH (one that runs)."""
     looked: list[str] = []
     if f'{sys.version_info.major}.{sys.version_info.minor}' == minor:
         return sys.executable, looked
-    candidates = [shutil.which(f'python{minor}')]
-    looked.append(f'python{minor} on PATH')
+    candidates: list[str] = []
     pyenv = shutil.which('pyenv')
     if pyenv:
         root = subprocess.run([pyenv, 'root'], capture_output=True, text=True).stdout.strip()
         pattern = os.path.join(root, 'versions', f'{minor}.*', 'bin', 'python3')
         candidates += sorted(glob.glob(pattern), reverse=True)
         looked.append(pattern)
+    on_path = shutil.which(f'python{minor}')
+    looked.append(f'python{minor} on PATH')
+    if on_path:
+        candidates.append(on_path)  # may be a pyenv shim that refuses to run: checked below
     for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
+        probe = subprocess.run([candidate, '-c', 'import sys; print(sys.version_info[:2])'],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(int(n) for n in minor.split('.'))):
             return candidate, looked
     return None, looked
 

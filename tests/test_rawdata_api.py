@@ -174,9 +174,6 @@ def test_npzfile_mapping_export_is_the_file_export(sample_npz, tmp_path):
     assert_same_product(tmp_path / 'from_file.h5', tmp_path / 'from_npzfile.h5')
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'package bug: rawdata._store_from_raw skips the _metadata key of every mapping, so an NpzFile '
-    "loses its (plain-string) _metadata: no /raw_data/_metadata, unlike the file export"))
 def test_npzfile_mapping_keeps_a_plain_string_metadata(sample_npz, npz_from_arrays, tmp_path):
     _, arrays = sample_npz()
     npz = npz_from_arrays('run.npz', _metadata=np.array(json.dumps(METADATA)), **arrays)  # '<U', no pickle
@@ -507,10 +504,6 @@ def test_guides_snippet_runs_with_our_import_line(tmp_path):
     assert h5_attrs(product, 'object')['pixel_height_m'] == 5e-8
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "package bug: PtychoPINN's exporter creates out_path's missing parent folders "
-    "(out_path.parent.mkdir(parents=True, exist_ok=True)); ours raises OutputError "
-    "'folder outputs does not exist', so the guide's snippet fails in a fresh folder"))
 def test_guides_snippet_runs_in_a_fresh_folder(tmp_path):
     got = run_guide_snippet(tmp_path)
 
