@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -122,9 +124,11 @@ def convert_many(
         futures: list[Future[ConversionResult]] = [pool.submit(convert_one, job, meta, opts) for job in jobs]
         try:
             return [future.result() for future in futures]
-        except BaseException:
+        except BaseException as exc:
             for future in futures:
                 future.cancel()
+            if isinstance(pool, ProcessPoolExecutor):
+                _stop_workers(pool, getattr(exc, 'signum', signal.SIGINT))
             raise
 
 
@@ -136,6 +140,25 @@ def _default_executor(executor: Executor | None, jobs: int) -> Iterator[Executor
     workers = max(1, min(jobs, os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals) as pool:
         yield pool
+
+
+def _stop_workers(pool: ProcessPoolExecutor, signum: int) -> None:
+    """Pass an interrupt on to local workers: they remove their temporary files and stop.
+
+    A process pool hands out one task more than it has workers, and a running
+    task cannot be cancelled; without this, an interrupt sent to the caller
+    alone (``kill PID``) would wait for those conversions to finish.
+    """
+    processes = list(getattr(pool, '_processes', {}).values())  # no public API lists them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            try:
+                os.kill(process.pid, signum)
+            except ProcessLookupError:
+                pass
+    for process in processes:
+        process.join(timeout=30)
 
 
 def _raise_on_signal(signum: int, frame: Any) -> None:
@@ -172,6 +195,7 @@ def dask_executor(address: str, timeout_s: float = 10.0) -> Iterator[Executor]:
         from dask.distributed import Client
     except ImportError as exc:
         raise RunError(None, "--dask-scheduler needs Dask: pip install 'ptychopinn-ptychodus[dask]'") from exc
+    _check_reachable(address, timeout_s)
     try:
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -180,3 +204,15 @@ def dask_executor(address: str, timeout_s: float = 10.0) -> Iterator[Executor]:
         yield client.get_executor()
     finally:
         client.close()
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Fail at once on a refused ``tcp://host:port`` (Dask itself retries until its timeout)."""
+    parsed = urllib.parse.urlsplit(address if '://' in address else f'tcp://{address}')
+    if parsed.scheme != 'tcp' or parsed.hostname is None or parsed.port is None:
+        return  # other transports: let Dask decide
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=min(timeout_s, 5.0)):
+            pass
+    except OSError as exc:
+        raise RunError(None, f'cannot reach the Dask scheduler at {address}: {exc.strerror or exc}') from exc

@@ -383,12 +383,9 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         with _signals_raise():
             return _dispatch(args, parser)
-    except Interrupted as exc:
-        name = signal.Signals(exc.signum).name
-        print(f'{PROG}: interrupted by {name}; nothing was written', file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print(f'{PROG}: interrupted; nothing was written', file=sys.stderr)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        name = signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else 'SIGINT'
+        print(f'{PROG}: interrupted by {name}; {_interrupted_outcome(args)}', file=sys.stderr)
         return EXIT_INTERRUPTED
     except PtychoPINNError as exc:
         print(f'{PROG}: error: {exc}', file=sys.stderr)
@@ -402,6 +399,17 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise
         print(f'{PROG}: internal error: {type(exc).__name__}: {exc} (rerun with --debug)', file=sys.stderr)
         return EXIT_FAILED
+
+
+def _interrupted_outcome(args: argparse.Namespace) -> str:
+    """What an interrupt leaves behind, truthfully for each mode."""
+    batch = args.input_npz and (len(args.input_npz) > 1 or args.output_dir is not None) and not args.inspect
+    if not batch:
+        return 'nothing was written'
+    if args.dask_scheduler:
+        return ('files finished before it are complete; conversions already running on the Dask workers '
+                'may still publish complete products; no partial file is left at any destination')
+    return 'files finished before it are complete; running conversions were stopped and left nothing'
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
