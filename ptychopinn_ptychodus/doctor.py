@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 BRIDGE_NAME = 'ptychopinn_ptychodus_entry_points.py'
 DISTRIBUTION = 'ptychopinn-ptychodus'
@@ -86,45 +87,60 @@ def orphan_plugins_folder() -> Path | None:
 
 
 def diagnose() -> list[Check]:
-    checks: list[Check] = []
+    """Every check, in the order a user would fix them; stops where the next ones cannot run."""
     version = host_version()
     if version is None:
-        orphan = orphan_plugins_folder()
-        checks.append(
-            Check(
-                False,
-                'Ptychodus is not installed: the converter and its script work, the plugin sleeps',
-                "pip install 'ptychopinn-ptychodus[ptychodus]' (or Ptychodus from conda-forge)",
-            )
-        )
-        if orphan is not None:
-            checks.append(
-                Check(
-                    False,
-                    f'{orphan} holds only our bridge module (created by this package, '
-                    'harmless; Ptychodus installed later will use it)',
-                    'nothing to do; `ptychopinn-ptychodus remove-bridge` removes it',
-                )
-            )
-        return checks
+        return _headless_checks()
     try:
         import ptychodus  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - a diagnosis reports every failure
         return [
             Check(False, f'Ptychodus {version} is installed but not importable: {exc}', 'reinstall Ptychodus')
         ]
+    checks = [_host_check(version), *_install_checks()]
+    try:
+        plugin = importlib.import_module('ptychopinn_ptychodus.plugin')
+    except Exception as exc:  # noqa: BLE001 - a diagnosis reports every failure
+        problem = f'our plugin module fails to import: {type(exc).__name__}: {exc}'
+        return [*checks, Check(False, problem, 'check the Ptychodus version and reinstall')]
+    return [*checks, Check(True, 'plugin module imports'), *_registry_checks(plugin.PLUGINS)]
+
+
+def _headless_checks() -> list[Check]:
+    checks = [
+        Check(
+            False,
+            'Ptychodus is not installed: the converter and its script work, the plugin sleeps',
+            "pip install 'ptychopinn-ptychodus[ptychodus]' (or Ptychodus from conda-forge)",
+        )
+    ]
+    orphan = orphan_plugins_folder()
+    if orphan is not None:
+        checks.append(
+            Check(
+                False,
+                f'{orphan} holds only our bridge module (created by this package; harmless, '
+                'a Ptychodus installed later uses it)',
+                'nothing to do; `ptychopinn-ptychodus remove-bridge` removes it',
+            )
+        )
+    return checks
+
+
+def _host_check(version: str) -> Check:
     supported = is_supported(version)
     lower, upper = ('.'.join(map(str, v)) for v in SUPPORTED)
-    checks.append(
-        Check(
-            supported,
-            f'Ptychodus {version} ' + ('(supported)' if supported else '(untested version)'),
-            '' if supported else f'this release is tested with Ptychodus >= {lower}, < {upper}',
-        )
+    return Check(
+        supported,
+        f'Ptychodus {version} ' + ('(supported)' if supported else '(untested version)'),
+        '' if supported else f'this release is tested with Ptychodus >= {lower}, < {upper}',
     )
+
+
+def _install_checks() -> list[Check]:
+    checks = []
     try:
-        own_version = metadata.version(DISTRIBUTION)
-        checks.append(Check(True, f'{DISTRIBUTION} {own_version} installed'))
+        checks.append(Check(True, f'{DISTRIBUTION} {metadata.version(DISTRIBUTION)} installed'))
     except metadata.PackageNotFoundError:
         checks.append(
             Check(
@@ -144,42 +160,29 @@ def diagnose() -> list[Check]:
     folder = plugins_folder()
     bridge = None if folder is None else folder / BRIDGE_NAME
     present = bridge is not None and bridge.is_file()
-    editable = is_editable()
-    checks.append(
-        Check(
-            present,
-            f'bridge module {bridge}' + (' present' if present else ' missing'),
-            (
-                'editable installs cannot place it: run `ptychopinn-ptychodus install-bridge`'
-                if editable
-                else 'reinstall non-editably (`pip install --force-reinstall ptychopinn-ptychodus`) '
-                'or run `ptychopinn-ptychodus install-bridge`'
-            ),
-        )
+    fix = (
+        'editable installs cannot place it: run `ptychopinn-ptychodus install-bridge`'
+        if is_editable()
+        else 'reinstall non-editably (`pip install --force-reinstall ptychopinn-ptychodus`) '
+        'or run `ptychopinn-ptychodus install-bridge`'
     )
-    try:
-        plugin = importlib.import_module('ptychopinn_ptychodus.plugin')
-    except Exception as exc:  # noqa: BLE001
-        checks.append(
-            Check(
-                False,
-                f'our plugin module fails to import: {type(exc).__name__}: {exc}',
-                'check the Ptychodus version and reinstall',
-            )
-        )
-        return checks
-    checks.append(Check(True, 'plugin module imports'))
+    checks.append(Check(present, f'bridge module {bridge}' + (' present' if present else ' missing'), fix))
+    return checks
+
+
+def _registry_checks(entries: Any) -> list[Check]:
+    """What Ptychodus's own registry lists for each of our registrations."""
     from ptychodus.api.plugins import PluginRegistry
 
     logging.getLogger('ptychodus').setLevel(logging.ERROR)
     registry = PluginRegistry.load_plugins()
-    for entry in plugin.PLUGINS:
+    checks = []
+    for entry in entries:
         choosers = [entry.chooser]
         if entry.with_adapters:
             choosers += ['probe_file_readers', 'object_file_readers', 'probe_position_file_readers']
         for chooser in choosers:
-            names = [p.simple_name for p in getattr(registry, chooser)]
-            count = names.count(entry.simple_name)
+            count = [p.simple_name for p in getattr(registry, chooser)].count(entry.simple_name)
             what = f'{chooser}: {entry.simple_name} "{entry.display_name}"'
             if count == 1:
                 checks.append(Check(True, what + ' registered'))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from ._version import __version__
@@ -301,34 +302,41 @@ def _write_product_file(
         assert dataset.probe is not None
         if dataset.probe_source_shape != dataset.probe.shape:
             group.attrs['probeGuess_original_shape'] = np.asarray(dataset.probe_source_shape)
-        info = dataset.diffraction
-        if info is None:
-            return
-        amp_dtype = bundle_dtype(info.dtype, info.domain)
-        stack = write_pattern_stack(
-            group,
-            'diffraction',
-            info.nhw_shape,
-            amp_dtype,
-            dataset.iter_pattern_blocks(
-                blocks_for(info, opts.block_bytes), domain=Domain.AMPLITUDE, dtype=amp_dtype
-            ),
-            compression=opts.compression,
-            level=opts.compression_level,
-            progress=progress,
-        )
-        stack.attrs.update(
-            {
-                'axis_canonical': 'NHW',
-                'original_axis_order': info.layout.value,
-                'original_shape': np.asarray(info.source_shape),
-                'measurement_domain': Domain.AMPLITUDE.value,
-                'source_key': info.key,
-                'source_domain': info.domain.value,
-                'source_dtype': info.dtype.str,
-                'domain_reason': info.domain_reason,
-            }
-        )
+        if dataset.diffraction is not None:
+            _write_bundled_stack(group, dataset, opts, progress)
+
+
+def _write_bundled_stack(
+    group: h5py.Group, dataset: PtychoPINNDataset, opts: ExportOptions, progress: Callable[[int], None] | None
+) -> None:
+    """``/raw_data/diffraction``: NHW amplitudes from which the source values come back exactly."""
+    info = dataset.diffraction
+    assert info is not None
+    amp_dtype = bundle_dtype(info.dtype, info.domain)
+    stack = write_pattern_stack(
+        group,
+        'diffraction',
+        info.nhw_shape,
+        amp_dtype,
+        dataset.iter_pattern_blocks(
+            blocks_for(info, opts.block_bytes), domain=Domain.AMPLITUDE, dtype=amp_dtype
+        ),
+        compression=opts.compression,
+        level=opts.compression_level,
+        progress=progress,
+    )
+    stack.attrs.update(
+        {
+            'axis_canonical': 'NHW',
+            'original_axis_order': info.layout.value,
+            'original_shape': np.asarray(info.source_shape),
+            'measurement_domain': Domain.AMPLITUDE.value,
+            'source_key': info.key,
+            'source_domain': info.domain.value,
+            'source_dtype': info.dtype.str,
+            'domain_reason': info.domain_reason,
+        }
+    )
 
 
 def _write_diffraction_file(

@@ -13,14 +13,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from .array_store import ArrayStore, read_coords, read_numeric, read_object, read_probe
 from .errors import AmbiguousLayoutError, InvalidInputError
 from .geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
-from .npz_archive import MemberInfo, NpzArchive
+from .npz_archive import NpzArchive
 from .pattern_reader import PatternReader, Region
 from .quantities import QUANTITIES
 from .stack import DiffractionInfo, Domain, Layout, convert_domain
@@ -35,25 +36,6 @@ COMMENTS_KEY = 'product_comments'
 CONVENTION_KEY = 'position_convention'
 PositionChoice = Literal['actual', 'nominal']
 FloatArray = npt.NDArray[np.float64]
-
-
-class ArrayStore(Protocol):
-    """Named arrays with declared shapes: an :class:`NpzArchive` or arrays in memory."""
-
-    path: Path
-    members: dict[str, MemberInfo]
-
-    def __contains__(self, key: object) -> bool: ...
-
-    def info(self, key: str) -> MemberInfo: ...
-
-    def read(self, key: str) -> np.ndarray: ...
-
-    def read_metadata(self, key: str = '_metadata') -> dict[str, Any] | None: ...
-
-    def pattern_reader(self, info: DiffractionInfo) -> PatternReader: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -238,8 +220,8 @@ def _interpret(store: ArrayStore, options: ReadOptions) -> PtychoPINNDataset:
     _read_stored_values(dataset)
     dataset.convention, dataset.convention_reason = _decide_convention(store, options.position_convention)
     if options.load_guesses or options.require_probe:
-        dataset.probe, dataset.probe_source_shape = _read_probe(store, options.require_probe)
-        dataset.object_guess = _read_object(store)
+        dataset.probe, dataset.probe_source_shape = read_probe(store, options.require_probe)
+        dataset.object_guess = read_object(store)
     num = int(positions.x_px.shape[0]) if positions.present else None
     dataset.diffraction = _diffraction_info(dataset, num, options.domain, options.layout)
     if options.require_diffraction and dataset.diffraction is None:
@@ -251,9 +233,7 @@ def _interpret(store: ArrayStore, options: ReadOptions) -> PtychoPINNDataset:
 
 
 def _read_positions(store: ArrayStore, options: ReadOptions) -> Positions:
-    found = {
-        key: _read_coords(store, key) for key in ('xcoords', 'ycoords', 'xcoords_start', 'ycoords_start')
-    }
+    found = {key: read_coords(store, key) for key in ('xcoords', 'ycoords', 'xcoords_start', 'ycoords_start')}
     x_actual, y_actual = found['xcoords'], found['ycoords']
     x_start, y_start = found['xcoords_start'], found['ycoords_start']
 
@@ -289,12 +269,12 @@ def _read_positions(store: ArrayStore, options: ReadOptions) -> Positions:
 def _read_per_scan_arrays(dataset: PtychoPINNDataset) -> None:
     store, num, info = dataset.store, dataset.num_positions, dataset.diffraction
     if 'scan_index' in store:
-        scan_index = _read_numeric(store, 'scan_index', kinds='iu')
+        scan_index = read_numeric(store, 'scan_index', kinds='iu')
         if scan_index.shape != (num,):
             raise InvalidInputError(store.path, f'scan_index has shape {scan_index.shape}, expected ({num},)')
         dataset.scan_index = scan_index
     if 'bad_pixels' in store:
-        bad = _read_numeric(store, 'bad_pixels', kinds='biuf')
+        bad = read_numeric(store, 'bad_pixels', kinds='biuf')
         if bad.ndim != 2 or (info is not None and bad.shape != (info.height, info.width)):
             raise InvalidInputError(
                 store.path, f'bad_pixels has shape {bad.shape}, which does not match the patterns'
@@ -302,76 +282,12 @@ def _read_per_scan_arrays(dataset: PtychoPINNDataset) -> None:
         dataset.bad_pixels = bad.astype(bool)
 
 
-def _read_numeric(store: ArrayStore, key: str, *, kinds: str) -> np.ndarray:
-    info = store.info(key)
-    if info.is_object or info.dtype.kind not in kinds:
-        raise InvalidInputError(store.path, f'{key} has dtype {info.dtype}, expected a numeric array')
-    return store.read(key)
-
-
-def _read_coords(store: ArrayStore, key: str) -> FloatArray | None:
-    if key not in store:
-        return None
-    arr = _read_numeric(store, key, kinds='iuf')
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise InvalidInputError(store.path, f'{key} must be one-dimensional, got shape {arr.shape}')
-    arr = arr.astype(np.float64, copy=False)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise InvalidInputError(
-            store.path, f'{key} has {int(bad.sum())} non-finite values (first at {int(np.argmax(bad))})'
-        )
-    return arr
-
-
-def _read_complex(store: ArrayStore, key: str) -> np.ndarray:
-    arr = _read_numeric(store, key, kinds='iufc')
-    if arr.dtype.kind != 'c':
-        arr = arr.astype(np.complex64 if arr.dtype.itemsize <= 4 else np.complex128)
-    if not np.isfinite(arr).all():
-        raise InvalidInputError(store.path, f'{key} contains non-finite values')
-    return arr
-
-
-def _read_probe(store: ArrayStore, required: bool) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
-    if 'probeGuess' not in store:
-        if required:
-            raise InvalidInputError(store.path, 'missing required key probeGuess')
-        return None, None
-    probe = _read_complex(store, 'probeGuess')
-    shape = probe.shape
-    if probe.ndim == 3 and shape[2] == 1 and shape[0] == shape[1] and shape[0] > 1:
-        probe = probe[:, :, 0]  # (N, N, 1): one mode stored channels-last
-    elif probe.ndim == 4 and shape[0] == 1:
-        probe = probe[0]  # Ptychodus-style (1, modes, N, N)
-    if probe.ndim not in (2, 3) or min(probe.shape) < 1:
-        raise InvalidInputError(
-            store.path, f'probeGuess has shape {shape}; expected (N, N), (modes, N, N) or (N, N, 1)'
-        )
-    return probe, shape
-
-
-def _read_object(store: ArrayStore) -> np.ndarray | None:
-    if 'objectGuess' not in store:
-        return None
-    obj = _read_complex(store, 'objectGuess')
-    if obj.ndim == 3 and obj.shape[0] == 1:
-        obj = obj[0]
-    elif obj.ndim == 3 and obj.shape[2] == 1:
-        obj = obj[:, :, 0]
-    if obj.ndim != 2 or min(obj.shape) < 1:
-        raise InvalidInputError(store.path, f'objectGuess has shape {obj.shape}; expected (H, W)')
-    return obj
-
-
 def _read_stored_values(dataset: PtychoPINNDataset) -> None:
     store = dataset.store
     for quantity in QUANTITIES:
         key = quantity.name
         if key in store:
-            value = _read_numeric(store, key, kinds='iuf')
+            value = read_numeric(store, key, kinds='iuf')
             if value.size != 1 or not np.isfinite(value).all():
                 raise InvalidInputError(store.path, f'{key} must be one finite number')
             dataset.stored_values[key] = float(value.reshape(()))

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .array_store import ArrayStore
 from .errors import InvalidInputError
 from .export import ExportOptions, ExportReport, export_dataset
 from .geometry import PositionConvention
 from .npz_archive import MemberInfo
-from .npz_format import ArrayStore, ReadOptions, interpret
+from .npz_format import ReadOptions, interpret
 from .pattern_reader import ArrayPatternReader, PatternReader
 from .product_file import read_product
 from .product_import import normalize_product, npz_arrays_from_product

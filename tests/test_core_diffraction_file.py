@@ -96,8 +96,8 @@ def test_detector_pixel_size_given_or_defaulted(sample_npz, tmp_path):
 
 @pytest.mark.parametrize('compression', ['gzip', 'lzf', 'none'])
 def test_multi_chunk_stacks_read_back_exactly(sample_npz, tmp_path, compression):
-    """289 patterns: more than one row of HDF5 chunks (256 patterns deep) and a partial last one."""
-    npz, arrays = sample_npz(key='diff3d', counts=True, pattern_px=16, scan_side=17)
+    """576 patterns: more than one row of HDF5 chunks (at most 512 patterns deep) and a partial last one."""
+    npz, arrays = sample_npz(key='diff3d', counts=True, pattern_px=16, scan_side=24)
     counts = arrays['diff3d']
     product, diffraction = tmp_path / 'p.h5', tmp_path / 'd.h5'
 
@@ -117,15 +117,15 @@ def test_uneven_blocks_into_gzip_chunks(tmp_path):
     from ptychopinn_ptychodus.chunk_writer import write_pattern_stack
 
     rng = np.random.default_rng(3)
-    stack = rng.random((300, 20, 20)).astype(np.float32)  # chunks 256 deep, tiles 8x8 with ragged edges
-    bounds = [0, 3, 100, 255, 258, 299, 300]
+    stack = rng.random((600, 20, 20)).astype(np.float32)  # chunks 512 deep, 16x16 tiles with ragged edges
+    bounds = [0, 3, 100, 511, 514, 599, 600]
     blocks = [(a, stack[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     seen = []
     with h5py.File(tmp_path / 's.h5', 'w') as h5:
         dset = write_pattern_stack(h5, 'patterns', stack.shape, stack.dtype, iter(blocks),
                                    compression='gzip', level=4, progress=seen.append)
         assert dset.chunks[0] < stack.shape[0]
-    assert sum(seen) == 300
+    assert sum(seen) == 600
     with h5py.File(tmp_path / 's.h5', 'r') as h5:
         assert h5['patterns'].compression == 'gzip' and h5['patterns'].shuffle
         np.testing.assert_array_equal(h5['patterns'][()], stack)
