@@ -115,6 +115,35 @@ def object_array(value: Any, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
+# -- the position convention the tests expect ----------------------------------------------------
+
+
+def ptychopinn_offset(n: int) -> float:
+    """PtychoPINN's patch centre minus Ptychodus's probe centre, in pixels, for an ``n``-pixel probe.
+
+    PtychoPINN cuts the patch so that object pixel ``xcoords`` is patch index
+    ``n // 2``; Ptychodus (and pty-chi) centre the probe at ``(n - 1) / 2``. So
+    the Ptychodus object pixel under PtychoPINN's probe is ``xcoords - offset``:
+    0.5 for even ``n``, 0 for odd. Stated here on purpose, never imported from the
+    package, so that a wrong offset in the package fails the tests.
+    """
+    return n // 2 - (n - 1) / 2
+
+
+def ptychopinn_pixels(
+    arrays: Mapping[str, np.ndarray], *, nominal: bool = False, probe_shape: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Ptychodus object pixels a PtychoPINN dataset's positions must land on under the default
+    ("ptychopinn") convention: ``xcoords - ptychopinn_offset(probe width)`` and ``ycoords -
+    ptychopinn_offset(probe height)`` (``x/ycoords_start`` with ``nominal``). The probe shape is
+    the last two axes of ``probeGuess`` unless ``probe_shape`` (height, width) is given."""
+    height, width = probe_shape or arrays['probeGuess'].shape[-2:]
+    suffix = '_start' if nominal else ''
+    x = np.asarray(arrays['xcoords' + suffix], dtype=np.float64)
+    y = np.asarray(arrays['ycoords' + suffix], dtype=np.float64)
+    return x - ptychopinn_offset(width), y - ptychopinn_offset(height)
+
+
 # -- reading products back -------------------------------------------------------------------------
 
 

@@ -1,4 +1,11 @@
-"""``convert_to_ptychodus_product`` in a subprocess: flags, outputs, exit codes and messages."""
+"""``convert_to_ptychodus_product`` in a subprocess: flags, outputs, exit codes and messages.
+
+Position convention expected (the default, "ptychopinn"): the Ptychodus object
+pixel under the probe is ``xcoords - (N // 2 - (N - 1) / 2)`` (N = probe width;
+height for ``ycoords``), i.e. half a pixel less for the 16 px sample probes
+(``helpers.ptychopinn_pixels``). The reverse direction gives ``xcoords`` back bit
+for bit.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from helpers import (
     h5_attrs,
     minimal_arrays,
     product_pixels,
+    ptychopinn_pixels,
     to_nhw,
     write_json,
 )
@@ -72,9 +80,11 @@ def test_metadata_flags_land_in_the_product(sample_npz, run_cli, tmp_path, scrip
     assert (meta.name, meta.detector_distance_m, meta.photon_energy_eV) == ('Run1084', 1.25, 8800.0)
     assert (meta.exposure_time_s, meta.probe_photon_count) == (0.1, 2.5e9)
     assert (meta.mass_attenuation_m2_per_kg, meta.tomography_angle_deg) == (4.5, 12.5)
+    assert attrs['ptychopinn_position_convention'] == 'ptychopinn'
     x_px, y_px = product_pixels(product)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)  # xcoords - 0.5 for the 16 px probe
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
 
 
 def test_no_include_diffraction(sample_npz, run_cli, tmp_path):
@@ -87,7 +97,7 @@ def test_no_include_diffraction(sample_npz, run_cli, tmp_path):
     with h5py.File(out, 'r') as h5:
         assert 'diffraction' not in h5.get('raw_data', {})
     x_px, _ = product_pixels(out)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
+    np.testing.assert_allclose(x_px, ptychopinn_pixels(arrays)[0], atol=1e-6)
 
 
 @pytest.mark.parametrize('style', ['equals', 'separate'])
@@ -105,7 +115,7 @@ def test_negative_centre_in_both_spellings(sample_npz, run_cli, tmp_path, style)
     obj = h5_attrs(out, 'object')
     assert (obj['center_x_m'], obj['center_y_m']) == (-2e-6, -0.7e-6)
     _, y_px = product_pixels(out)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
+    np.testing.assert_allclose(y_px, ptychopinn_pixels(arrays)[1], atol=1e-6)
 
 
 def test_anisotropic_pixel_flags(sample_npz, run_cli, tmp_path):
@@ -121,8 +131,9 @@ def test_anisotropic_pixel_flags(sample_npz, run_cli, tmp_path):
     probe = h5_attrs(out, 'probe')
     assert (probe['pixel_width_m'], probe['pixel_height_m']) == (4e-8, 6e-8)
     x_px, y_px = product_pixels(out)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
 
 
 def test_metadata_json_sidecar_with_flags_winning(sample_npz, run_cli, tmp_path):
@@ -206,8 +217,9 @@ def test_positions_nominal(sample_npz, run_cli, tmp_path):
 
     assert result.returncode == 0, result
     x_px, y_px = product_pixels(out)
-    np.testing.assert_allclose(x_px, arrays['xcoords_start'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords_start'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays, nominal=True)  # same convention, nominal positions
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
 
 
 @pytest.mark.parametrize('domain', ['amplitude', 'intensity'])
@@ -355,7 +367,7 @@ def test_batch_converts_every_input(sample_npz, run_cli, tmp_path):
     assert result.returncode == 0, result
     for name, arrays in (('first', first_arrays), ('second', second_arrays)):
         x_px, _ = product_pixels(folder / f'{name}.h5')
-        np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
+        np.testing.assert_allclose(x_px, ptychopinn_pixels(arrays)[0], atol=1e-6)
     assert 'first.npz' in result.stdout and 'second.npz' in result.stdout
 
 

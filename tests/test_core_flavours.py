@@ -1,4 +1,9 @@
-"""Every NPZ flavour found in the wild converts into a product Ptychodus reads correctly."""
+"""Every NPZ flavour found in the wild converts into a product Ptychodus reads correctly.
+
+Positions are expected under the default "ptychopinn" convention: Ptychodus object
+pixel = ``xcoords - (N // 2 - (N - 1) / 2)`` for an N-pixel probe
+(``helpers.ptychopinn_pixels``), half a pixel less for the 16 px sample probe.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import product_pixels, to_nhw
+from helpers import product_pixels, ptychopinn_pixels, to_nhw
 from ptychodus.api.io import load_diffraction_data, load_product
 
 from ptychopinn_ptychodus import export_product
@@ -36,8 +41,9 @@ def test_float_amplitudes_in_every_key_layout_and_storage(sample_npz, tmp_path, 
     assert attrs['original_axis_order'] == layout
     assert attrs['source_domain'] == 'amplitude'
     x_px, y_px = product_pixels(out)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
 
 
 @pytest.mark.parametrize('layout', ['NHW', 'HWN', 'NHW1'])
@@ -181,11 +187,13 @@ def test_actual_positions_by_default_nominal_on_request(sample_npz, tmp_path):
     export_product(npz, tmp_path / 'nominal.h5', positions='nominal')
 
     x_px, y_px = product_pixels(tmp_path / 'actual.h5')
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
     x_px, y_px = product_pixels(tmp_path / 'nominal.h5')
-    np.testing.assert_allclose(x_px, arrays['xcoords_start'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords_start'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays, nominal=True)
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
 
 
 def test_scan_index_kept_in_raw_data_but_not_used_as_position_indexes(sample_npz, npz_from_arrays, tmp_path):

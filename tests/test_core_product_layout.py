@@ -8,7 +8,7 @@ import logging
 import h5py
 import numpy as np
 import pytest
-from helpers import h5_attrs, product_pixels
+from helpers import h5_attrs, product_pixels, ptychopinn_pixels
 from ptychodus.api.io import load_product
 
 from ptychopinn_ptychodus import ExportMeta, export_product
@@ -169,7 +169,7 @@ def test_no_raw_data_group_when_excluded(sample_npz, tmp_path):
     with h5py.File(out, 'r') as h5:
         assert 'raw_data' not in h5
     x_px, _ = product_pixels(out)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
+    np.testing.assert_allclose(x_px, ptychopinn_pixels(arrays)[0], atol=1e-6)  # default convention
 
 
 def test_npz_without_diffraction_bundles_positions_only(sample_npz, npz_from_arrays, tmp_path):

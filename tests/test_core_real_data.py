@@ -1,4 +1,9 @@
-"""Real files nobody on this project wrote (../shared/data): LCLS Run1084 and a tike Siemens star."""
+"""Real files nobody on this project wrote (../shared/data): LCLS Run1084 and a tike Siemens star.
+
+Both are PtychoPINN-convention files (no ``position_convention`` key): the Ptychodus
+object pixel expected for a position is ``xcoords - (N // 2 - (N - 1) / 2)``
+(``helpers.ptychopinn_pixels``), i.e. ``xcoords - 0.5`` for Run1084's 64 px probe.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import product_pixels
+from helpers import product_pixels, ptychopinn_pixels
 from ptychodus.api.io import load_diffraction_data, load_product
 
 from ptychopinn_ptychodus import ExportMeta, export_product, import_product
@@ -54,8 +59,9 @@ def test_run1084_every_position_lands_on_the_scanned_object(run1084, run1084_pro
     x_px, y_px = product_pixels(product)
 
     assert len(x_px) == arrays['xcoords'].size == 1087
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)  # xcoords - 0.5 (64 px probe)
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
     np.testing.assert_array_equal(product.object_.get_array().reshape(obj.shape), obj)
     hits = _on_scanned_part(obj, x_px, y_px)
     assert hits.all(), f'{(~hits).sum()} of {hits.size} positions fall outside the scanned part'
@@ -99,8 +105,9 @@ def test_run1084_nominal_positions(run1084, tmp_path):
                    positions='nominal')
 
     x_px, y_px = product_pixels(out)
-    np.testing.assert_allclose(x_px, arrays['xcoords_start'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords_start'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays, nominal=True)
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
 
 
 # -- tike Siemens star: real measured diffraction -------------------------------------------
@@ -121,7 +128,9 @@ def tike_npz(shared_data, tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]
     assert data.shape[:2] == (1, 516) and data.dtype == np.float32
     n = data.shape[-1]
     rows, cols = scan[0, :, 0].astype(np.float64), scan[0, :, 1].astype(np.float64)
-    # scan gives the probe window's corner; PtychoPINN positions are its centre
+    # scan gives the probe window's corner; a PtychoPINN position is the object pixel at patch
+    # index n // 2 (= n / 2 for tike's even n), so Ptychodus should centre the probe on
+    # corner + (n - 1) / 2 = xcoords - 0.5
     xcoords = cols - cols.min() + n / 2
     ycoords = rows - rows.min() + n / 2
     height = int(np.ceil(ycoords.max() + n / 2)) + 1
@@ -148,8 +157,9 @@ def test_tike_converts_and_ptychodus_reads_it(tike_npz, tmp_path):
 
     assert 'intensity' in report.diffraction
     x_px, y_px = product_pixels(product)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)
+    np.testing.assert_allclose(x_px, expected_x, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, atol=1e-6)
     data = load_diffraction_data(diffraction)
     patterns = data.get_patterns()
     assert patterns.dtype == np.float32

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import minimal_arrays, product_pixels, to_nhw
+from helpers import minimal_arrays, product_pixels, ptychopinn_pixels, to_nhw
 
 from ptychopinn_ptychodus import ExportMeta, export_product, import_product
 
@@ -149,4 +149,4 @@ def test_reimported_npz_converts_again_identically(sample_npz, tmp_path):
     x2, y2 = product_pixels(tmp_path / 'p2.h5')
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(y1, y2)
-    np.testing.assert_allclose(x2, arrays['xcoords'], atol=1e-6)
+    np.testing.assert_allclose(x2, ptychopinn_pixels(arrays)[0], atol=1e-6)  # default convention, both times

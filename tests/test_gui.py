@@ -23,6 +23,9 @@ How the GUI is driven (nothing of Ptychodus or Qt is mocked):
    until the product repository holds the new product, then checks it and saves
    screenshots (``QWidget.grab().save``) of the Products, Object, Probe and
    Positions views.
+
+Position convention expected: PtychoPINN's own (the default): Ptychodus object
+pixel = ``xcoords - (N // 2 - (N - 1) / 2)`` (``helpers.ptychopinn_pixels``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import product_pixels
+from helpers import product_pixels, ptychopinn_pixels
 from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import (
@@ -293,8 +296,9 @@ def test_product_is_in_the_repository_with_every_position(opened, gui):
     assert len(product.probe_positions) == SCAN_SIDE**2 == len(arrays['xcoords'])
     np.testing.assert_array_equal(product.probe_positions.get_indexes(), np.arange(SCAN_SIDE**2))
     x_px, y_px = product_pixels(product)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)  # xcoords - 0.5 for an even probe
+    np.testing.assert_allclose(x_px, expected_x, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(product.object_.get_layer(0)), arrays['objectGuess'])
     np.testing.assert_array_equal(np.asarray(product.probes.get_array()).reshape(arrays['probeGuess'].shape),
                                   arrays['probeGuess'])

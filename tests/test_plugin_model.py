@@ -7,6 +7,12 @@ typo would otherwise pass unnoticed). Everything that
 comes back is checked with Ptychodus's own code (``ptychodus.api.io``,
 ``ObjectGeometry.map_probe_positions_to_object_*_px``) against the arrays that
 were written.
+
+Position convention expected: PtychoPINN's own (the default) -- the Ptychodus object
+pixel under the probe is ``xcoords - (N // 2 - (N - 1) / 2)``, half a pixel less for
+the 16 px sample probe (``helpers.ptychopinn_pixels``). Files written by Ptychodus's
+own ``save_ptychopinn_training_data`` hold Ptychodus pixels already and are opened
+with the explicit "identity" choice (sidecar key ``position_convention``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import product_pixels, write_json
+from helpers import minimal_arrays, product_pixels, ptychopinn_pixels, write_json
 from ptychodus.api.io import load_product, save_ptychopinn_training_data
 from ptychodus.api.reconstruct import ReconstructInput
 from ptychodus.model import ModelCore
@@ -35,13 +41,15 @@ def assert_ours_selected(chooser: Any, simple_name: str, expected_type: type) ->
 
 
 def assert_holds_the_arrays(product: Any, arrays: dict[str, np.ndarray]) -> None:
-    """The product's object, probe and positions (mapped to object pixels by Ptychodus) are the NPZ's."""
+    """The product's object, probe and positions (mapped to object pixels by Ptychodus) are the NPZ's,
+    the positions under the PtychoPINN convention (``xcoords - 0.5`` for a 16 px probe)."""
     np.testing.assert_array_equal(np.asarray(product.object_.get_array())[0], arrays['objectGuess'])
     np.testing.assert_array_equal(
         np.asarray(product.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
     x_px, y_px = product_pixels(product)
-    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+    expected_x, expected_y = ptychopinn_pixels(arrays)
+    np.testing.assert_allclose(x_px, expected_x, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, expected_y, rtol=0, atol=1e-6)
 
 
 def load_pair(core: ModelCore, path: Path, file_type: str = NPZ) -> tuple[Any, Any]:
@@ -190,6 +198,12 @@ def test_ptychodus_training_npz_reopens_through_our_readers(core, sample_npz, tm
     with np.load(training, allow_pickle=False) as z:
         assert z['diff3d'].dtype == np.uint16
         assert z['probeGuess'].ndim == 3  # Ptychodus writes the (modes, N, N) stack
+        written_x = z['xcoords']
+    # Ptychodus's exporter writes its own object pixels as xcoords (identity convention, no
+    # position_convention key), so the file is read on the same pixels only with the explicit
+    # identity choice -- here through the sidecar, as a GUI user would.
+    np.testing.assert_allclose(written_x, product_pixels(source)[0], rtol=0, atol=1e-9)
+    write_json(training.with_suffix('.json'), {'position_convention': 'identity'})
 
     diffraction2, product2 = load_pair(core, training)
     np.testing.assert_array_equal(diffraction2.get_assembled_data().get_patterns(), arrays['diff3d'])
@@ -198,7 +212,7 @@ def test_ptychodus_training_npz_reopens_through_our_readers(core, sample_npz, tm
     x1, y1 = product_pixels(reopened)
     np.testing.assert_allclose(x1, x0, rtol=0, atol=1e-6)
     np.testing.assert_allclose(y1, y0, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(x1, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(x1, ptychopinn_pixels(arrays)[0], rtol=0, atol=1e-6)  # the source's pixels
     np.testing.assert_array_equal(np.asarray(reopened.object_.get_array())[0], arrays['objectGuess'])
     np.testing.assert_array_equal(
         np.asarray(reopened.probes.get_array()).reshape(arrays['probeGuess'].shape), arrays['probeGuess'])
@@ -228,3 +242,57 @@ def test_object_sampling_agrees_with_the_bound_dataset_when_the_physics_is_given
         f'at {ours.width_m:.6g} m: the diffraction reader left the detector pixel size unset'
     )
     assert expected.height_m == pytest.approx(ours.height_m, rel=1e-9)
+
+
+# -- the position convention: visible and controllable in Ptychodus ---------------------------------
+
+
+def convention_entry(registry: Any, path: Path) -> str:
+    """The details of the 'position convention' node of our diffraction reader's layout tree."""
+    dataset = registry.diffraction_file_readers.get_strategy_by_name(NPZ).read(path)
+    entries = [node for node in dataset.get_layout().children if node.name == 'position convention']
+    assert len(entries) == 1, [node.name for node in dataset.get_layout().children]
+    return entries[0].details
+
+
+def test_layout_tree_shows_the_position_convention(registry, sample_npz, npz_from_arrays):
+    default, arrays = sample_npz('default.npz')
+    recorded = npz_from_arrays('recorded.npz', position_convention=np.array('identity'), **arrays)
+    chosen, _ = sample_npz('chosen.npz')
+    write_json(chosen.with_suffix('.json'), {'position_convention': 'identity'})
+
+    details = convention_entry(registry, default)
+    assert details.startswith('ptychopinn') and 'xcoords - 0.5' in details and 'default' in details, details
+    details = convention_entry(registry, recorded)
+    assert details.startswith('identity') and 'recorded in the file' in details, details
+    details = convention_entry(registry, chosen)
+    assert details.startswith('identity') and 'explicitly' in details, details
+
+
+@pytest.mark.parametrize('how', ['npz-key', 'sidecar'])
+def test_identity_choice_puts_the_probe_on_pixel_xcoords(core, sample_npz, npz_from_arrays, how):
+    """Identity convention, from our NPZ key or from the sidecar: Ptychodus pixel == xcoords."""
+    path, arrays = sample_npz()
+    if how == 'npz-key':
+        path = npz_from_arrays('identity.npz', position_convention=np.array('identity'), **arrays)
+    else:
+        write_json(path.with_suffix('.json'), {'position_convention': 'identity'})
+
+    _, product = load_pair(core, path)
+
+    x_px, y_px = product_pixels(product.get_product())
+    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+
+
+def test_odd_probe_has_no_offset_in_the_plugin(registry, npz_from_arrays):
+    """N = 15: PtychoPINN's patch index N // 2 = 7 is Ptychodus's centre (N - 1) / 2, so pixel == xcoords."""
+    arrays = minimal_arrays(num=9, n=15)
+    path = npz_from_arrays('odd.npz', **arrays)
+
+    product = registry.product_file_readers.get_strategy_by_name(NPZ).read(path)
+
+    x_px, y_px = product_pixels(product)
+    np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
+    assert 'xcoords - 0,' in convention_entry(registry, path)

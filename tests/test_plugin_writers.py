@@ -5,6 +5,11 @@ Products come from Ptychodus itself (``ptychodus.api.io.save_product`` /
 non-square object, off-origin centre, odd pixel size), and are written either
 through ``ModelCore`` (``save_product(..., file_type='PtychoPINN_NPZ')``) or
 through the strategy registered in Ptychodus's chooser.
+
+Position convention expected in the NPZ we write: PtychoPINN's own (the default),
+``xcoords = j + (N // 2 - (N - 1) / 2)`` where ``j`` is Ptychodus's object pixel of
+the position and N the probe width (height for ``ycoords``), recorded as
+``position_convention = 'ptychopinn'``; reading it back gives the same metres.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import product_pixels
+from helpers import product_pixels, ptychopinn_offset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ptychodus.api.geometry import PixelGeometry
@@ -105,11 +110,14 @@ def check_written_npz(path: Path, source: Product) -> dict[str, np.ndarray]:
     """Plain numpy, no pickle: what PtychoPINN itself would load."""
     with np.load(path, allow_pickle=False) as z:
         arrays = {key: z[key] for key in z.files}
-    # Exactly what Ptychodus's own PtychoPINN export (save_ptychopinn_training_data) writes:
-    # ObjectGeometry.map_probe_positions_to_object_*_px of the product's positions.
+    # PtychoPINN convention: Ptychodus's object pixel (ObjectGeometry.map_probe_positions_to_object_*_px)
+    # plus N // 2 - (N - 1) / 2 = 0.5 for these even probes -- unlike Ptychodus's own
+    # save_ptychopinn_training_data, which writes the object pixel itself (identity).
     x_px, y_px = product_pixels(source)
-    np.testing.assert_allclose(arrays['xcoords'], x_px, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(arrays['ycoords'], y_px, rtol=0, atol=1e-9)
+    probe_height, probe_width = np.asarray(source.probes.get_array()).shape[-2:]
+    assert str(arrays['position_convention']) == 'ptychopinn'
+    np.testing.assert_allclose(arrays['xcoords'], x_px + ptychopinn_offset(probe_width), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(arrays['ycoords'], y_px + ptychopinn_offset(probe_height), rtol=0, atol=1e-9)
     np.testing.assert_array_equal(arrays['objectGuess'], np.asarray(source.object_.get_layer(0)))
     probe = np.asarray(source.probes.get_array())
     if probe.shape[1] == 1:
