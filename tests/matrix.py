@@ -124,7 +124,8 @@ def prepare(env: Env, interpreter: str, wheel: Path) -> Path:
 
 def run_tests(env: Env, python: Path) -> None:
     patterns = [str(p.relative_to(TESTS)) for pattern in env.tests for p in sorted(TESTS.glob(pattern))]
-    environment = {**os.environ, 'QT_QPA_PLATFORM': 'offscreen', 'MPLBACKEND': 'Agg'}
+    environment = {**os.environ, 'QT_QPA_PLATFORM': 'offscreen', 'MPLBACKEND': 'Agg',
+                   'PTYCHOPINN_PHYSICS_REQUIRED': '1'}
     run([str(python), '-m', 'pytest', '-c', '../pyproject.toml', '--rootdir=..', '-q', '-p', 'no:cacheprovider',
          '-m', 'not gui', *patterns], cwd=TESTS, env=environment)
 

@@ -17,12 +17,19 @@ all work under ``if __name__ == '__main__':``)::
 * ``batch_size``      default 64
 * ``fix_probe``       default false: the probe is not optimised
                       (``PtyChiProbe.IsOptimizable = False``)
+* ``crop_px``         default none (cropping off); an integer crops every
+                      pattern to a ``crop_px`` square centred on pixel ``crop_px//2``
+                      (Ptychodus's own default is 64 centred on 32), i.e. the full
+                      pattern when ``crop_px`` equals the pattern size
 * ``output``          ``.npz`` written with the result (see below)
+
+The script prints one JSON line per job (timings, or ``error`` if the job
+raised; later jobs still run) after a first line with ``core_start_s``.
 
 All jobs run one after the other in one ``ModelCore`` (started once: importing
 torch and probing devices costs ~10 s); no settings file is read, and every job
 sets all the settings it relies on. Each job loads its own diffraction dataset
-and product (new repository entries). Settings applied: diffraction cropping **off** (the whole N x N pattern is used),
+and product (new repository entries). Settings applied: diffraction cropping as above,
 ``PtyChi.UseDevices = False`` (CPU), ``NumEpochs``, ``BatchSize``,
 ``NumSyncEpochs = NumEpochs`` (the result is handed back once, at the end); position
 correction stays off (Ptychodus's default); everything else is Ptychodus's
@@ -35,7 +42,8 @@ object, Ptychodus's array orientation ``[row, column]``), ``probe`` (first mode)
 ``pixel_height_m``, ``center_x_m``, ``center_y_m`` (of the reconstructed
 object), ``positions_x_px``/``positions_y_px`` (the probe positions mapped to
 object pixels by Ptychodus's own ``ObjectGeometry``), ``losses``,
-``seconds`` (wall time of ``reconstruct_local``), ``pattern_shape``,
+``seconds`` (wall time of ``reconstruct_local``; the JSON line also gives
+``reconstruct_cpu_s``, CPU time including pty-chi's subprocess), ``pattern_shape``,
 ``pattern_sum_mean`` (mean summed intensity per pattern as Ptychodus sees it).
 Nothing is asserted here; ``test_physics.py`` does that.
 """
@@ -44,12 +52,20 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children (the pty-chi worker)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _run_job(core: Any, job: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +80,14 @@ def _run_job(core: Any, job: dict[str, Any]) -> dict[str, Any]:
         if chooser.find_plugin(file_type) is None:
             raise RuntimeError(f'{file_type!r} is not registered ({chooser.stringify_plugin_names()})')
     epochs = int(job.get('epochs', 100))
-    core.diffraction_core.diffraction_settings.crop_enabled.set_value(False)
+    diffraction_settings = core.diffraction_core.diffraction_settings
+    crop_px = job.get('crop_px')
+    diffraction_settings.crop_enabled.set_value(crop_px is not None)
+    if crop_px is not None:  # a crop_px x crop_px window centred on pixel crop_px//2
+        diffraction_settings.beam_center_x_px.set_value(int(crop_px) // 2)
+        diffraction_settings.beam_center_y_px.set_value(int(crop_px) // 2)
+        diffraction_settings.crop_width_px.set_value(int(crop_px))
+        diffraction_settings.crop_height_px.set_value(int(crop_px))
     lib = core.ptychi_reconstructor_library
     lib.settings.num_epochs.set_value(epochs)
     lib.settings.num_sync_epochs.set_value(epochs)  # one hand-back at the end
@@ -83,9 +106,11 @@ def _run_job(core: Any, job: dict[str, Any]) -> dict[str, Any]:
     timings['load_s'] = time.perf_counter() - t_start
 
     t0 = time.perf_counter()
+    cpu0 = _cpu_seconds()
     result_api = product.reconstruct_local(algorithm=job.get('algorithm', 'pty-chi_lsqml'), block=True)
     core.run_tasks()
     timings['reconstruct_s'] = time.perf_counter() - t0
+    timings['reconstruct_cpu_s'] = _cpu_seconds() - cpu0
 
     result = result_api.get_product()
     obj = result.object_
@@ -122,7 +147,13 @@ def main(argv: list[str]) -> int:
     with ModelCore() as core:
         print(json.dumps({'core_start_s': time.perf_counter() - t0}), flush=True)
         for job in jobs:
-            print(json.dumps(_run_job(core, job)), flush=True)
+            try:
+                info = _run_job(core, job)
+            except Exception as exc:  # recorded; the test decides what a failure means
+                logging.getLogger(__name__).exception('job %s failed', job['name'])
+                last_line = [line for line in str(exc).splitlines() if line.strip()][-1:] or ['']
+                info = {'name': job['name'], 'error': f'{type(exc).__name__}: {last_line[0]}'}
+            print(json.dumps(info), flush=True)
     return 0
 
 

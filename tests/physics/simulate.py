@@ -13,12 +13,15 @@ Conventions (all lengths in *object pixels*; the probe is sampled on the object 
   features, a Gaussian-filtered random texture, a soft-edged ring and a soft
   phase step, all built in Fourier space or decaying to a constant far from the
   edges), so a Fourier sub-pixel shift of the object is exact.
-  Amplitude in ~[0.45, 1.0], phase in ~[-1.2, 1.0] rad.
+  Amplitude in ~[0.57, 1.0], phase in ~[-1.3, 1.06] rad (seed 11).
 * Probe: ``N = 64``. Built in the far field as a disc pupil (radius 9 frequency
-  pixels of the 64-pixel grid) with a quadratic (defocus) phase, transformed to
-  the sample plane: an out-of-focus, ring-structured probe ~20-25 px across that
-  decays to < 1e-4 of its peak amplitude at the window edge. Because the pupil
-  is a disc of radius 9 < 32 the exit waves are well sampled.
+  pixels of the 64-pixel grid, 2 px tanh edge) with a quadratic (defocus) phase
+  of 0.05 rad per (frequency px)^2, transformed to the sample plane (centred on
+  array index ``N//2``): an out-of-focus probe with an RMS radius of ~6.6 px
+  (~20 px across) whose amplitude at the window edge is < 1e-3 of its peak.
+  The pupil (radius 9 < 32) keeps the far field well inside the detector.
+  Perturbed probe: extra defocus 0.02 rad/px^2 and a 1 px Gaussian blur, same
+  power (normalised overlap with the true probe ~0.88).
 * Scan: 16 x 16 raster with step 8 px, nominal positions 40, 48, ..., 160 in x
   and y, plus independent uniform jitter in [-1, +1] px on every coordinate
   (seeded). ``xcoords``/``ycoords`` are these float positions; the patch of every
@@ -51,8 +54,8 @@ Files written by :func:`simulate` (``outdir``):
 ``sim_true_probe.npz`` and ``sim_perturbed_probe.npz`` (PtychoPINN NPZs, identical
 except for ``probeGuess``), ``truth.npz`` (``object`` complex128, ``probe`` the
 scaled true probe, ``xcoords``, ``ycoords``, ``illumination`` = summed
-``|probe|**2`` over all positions on the object grid by the same patch rule,
-``scale``).
+``|probe|**2`` over all positions on the object grid by the same patch rule
+(nearest whole pixel), ``scale``, ``mean_counts``).
 """
 
 from __future__ import annotations
