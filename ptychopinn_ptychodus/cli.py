@@ -27,10 +27,11 @@ from .console import (
     quiet_unraisable,
     signals_raise,
 )
-from .errors import PtychoPINNError
+from .errors import InvalidInputError, PtychoPINNError
 from .export import ExportOptions, ExportReport, export_product
 from .product_import import import_product
 from .quantities import QUANTITIES, ExportMeta
+from .sidecar import read_sidecar_file
 
 PROG = 'convert_to_ptychodus_product'
 EXIT_FAILED = 1
@@ -158,7 +159,7 @@ def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
     data.add_argument(
         '--positions',
         choices=('actual', 'nominal'),
-        default='actual',
+        default=None,
         help='xcoords/ycoords (actual, default) or xcoords_start/ycoords_start',
     )
     data.add_argument(
@@ -186,9 +187,35 @@ def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
     )
 
 
+def _choices(dest: str) -> tuple[str, ...]:
+    parser = build_parser()
+    return tuple(str(c) for a in parser._actions if a.dest == dest for c in (a.choices or ()))
+
+
+#: Sidecar reader options -> (argparse destination, its value when the flag was not given).
+_SIDECAR_FLAGS = (
+    ('diffraction_domain', 'diffraction_domain', 'auto'),
+    ('positions', 'positions', None),
+    ('layout', 'layout', 'auto'),
+    ('position_convention', 'position_convention', None),
+)
+
+
 def meta_from_args(args: argparse.Namespace) -> ExportMeta:
-    """Sidecar values, overridden by flags (square sizes first, refined by width/height)."""
-    meta = ExportMeta.from_json(args.metadata_json) if args.metadata_json else ExportMeta()
+    """Sidecar values, overridden by flags (square sizes first, refined by width/height).
+
+    The sidecar's reader options (``diffraction_domain``, ``positions``, ``layout``,
+    ``position_convention``) fill the matching flags that were not given.
+    """
+    meta = ExportMeta()
+    if args.metadata_json:
+        meta, options = read_sidecar_file(args.metadata_json)
+        for key, dest, unset in _SIDECAR_FLAGS:
+            if key in options and getattr(args, dest) == unset:
+                if options[key] not in _choices(dest):
+                    choices = ', '.join(_choices(dest))
+                    raise InvalidInputError(args.metadata_json, f'{key} must be one of {choices}')
+                setattr(args, dest, options[key])
     values = {
         dest[len(_Q) :]: value
         for dest, value in vars(args).items()
@@ -204,7 +231,7 @@ def _export_options(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         'include_raw': args.include_diffraction,
         'overwrite': args.overwrite,
         'domain': None if args.diffraction_domain == 'auto' else args.diffraction_domain,
-        'positions': args.positions,
+        'positions': args.positions or 'actual',
         'layout': None if args.layout == 'auto' else args.layout,
         'position_convention': args.position_convention,
         'compression': args.compression,

@@ -190,6 +190,7 @@ class BundledDiffractionFileReader(DiffractionFileReader):
         details = f'shape {(stack.num_patterns, stack.height, stack.width)}, amplitude (squared on read)'
         layout = [('/raw_data/diffraction', stack.stored_dtype, details)]
         layout += [(key, type(value).__name__, str(value)) for key, value in stack.attrs.items()]
+        layout.append(('position convention', 'str', stack.position_convention))
         return _diffraction_dataset(
             file_path,
             num=stack.num_patterns,

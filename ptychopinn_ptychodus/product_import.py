@@ -336,6 +336,7 @@ class BundledStack:
     bad_pixels: np.ndarray | None
     detector_distance_m: float | None
     photon_energy_eV: float | None
+    position_convention: str
 
 
 def describe_bundled_stack(path: Path, *, check_terminates: bool = True) -> BundledStack:
@@ -360,6 +361,7 @@ def describe_bundled_stack(path: Path, *, check_terminates: bool = True) -> Bund
             bad_pixels=None if bad is None else bad.astype(bool),
             detector_distance_m=product.metadata.values.get('detector_distance_m'),
             photon_energy_eV=product.metadata.values.get('photon_energy_eV'),
+            position_convention=product_mapping(product).describe(),
         )
 
 

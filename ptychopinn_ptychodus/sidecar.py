@@ -30,13 +30,22 @@ def sidecar_path(file_path: Path) -> Path:
 
 
 def read_sidecar(file_path: Path) -> tuple[ExportMeta, dict[str, str]]:
-    """Experiment metadata and reader options from the optional JSON sidecar."""
+    """Experiment metadata and reader options from the optional JSON sidecar next to a dataset."""
     path = sidecar_path(file_path)
     if not path.is_file():
         return ExportMeta(), {}
+    logger.info('%s: using sidecar %s', file_path.name, path.name)
+    return read_sidecar_file(path)
+
+
+def read_sidecar_file(path: Path) -> tuple[ExportMeta, dict[str, str]]:
+    """A metadata JSON file: quantities (any spelling), name, comments, and reader options.
+
+    Reader options (:data:`READER_OPTIONS`) steer interpretation; everything
+    else must be a known quantity, ``name`` or ``comments``.
+    """
     values: dict[str, Any] = read_json_object(path)
     options = {key: str(values.pop(key)) for key in READER_OPTIONS if key in values}
-    logger.info('%s: using sidecar %s', file_path.name, path.name)
     return ExportMeta.from_mapping(values, source=str(path)), options
 
 
