@@ -48,7 +48,9 @@ test-hosts: install
 test-pythons: install
 	$(PY) tests/matrix.py pythons
 
-test-matrix: test-hosts test-pythons
+# both at once: their four venvs are prepared concurrently
+test-matrix: install
+	$(PY) tests/matrix.py hosts pythons
 
 test: lint typecheck pytest test-matrix
 
@@ -58,11 +60,13 @@ test-physics: install
 bench: install
 	$(PY) benchmarks/bench_convert.py
 
-# A wheel and an sdist in dist/, checked by twine.
+# A wheel and an sdist in dist/, checked by twine; then the sdist alone is built,
+# installed into its own venv and the test suite is run from the sdist's tree.
 dist: install
 	rm -rf dist
 	$(PY) -m build --outdir dist .
 	$(PY) -m twine check --strict dist/*
+	$(PY) tests/matrix.py sdist
 
 clean:
 	rm -rf $(VENV) build dist demo_output test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,11 @@
     python tests/matrix.py hosts     # plugin + real-host tests on Ptychodus 1.5.1 and 1.6.0
     python tests/matrix.py pythons   # core + CLI tests on Python 3.12 and 3.13 (with Ptychodus 1.7)
     python tests/matrix.py physics   # pty-chi reconstruction check (Ptychodus 1.7 + pty-chi, CPU)
+    python tests/matrix.py sdist     # the sdist alone: built, installed, and the suite run from it
+    python tests/matrix.py --prepare-only physics   # build the venv now, test later
+
+Several groups may be given; their venvs are prepared concurrently (installs
+are mostly waiting on disk and network), then the tests run one env at a time.
 
 Each environment is a venv under ``$MATRIX_VENVS`` (default ``.venvs/``, git-ignored),
 built once and reused while its requirements and interpreter stay the same. Our
@@ -20,14 +25,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / 'tests'
 VENVS = Path(os.environ.get('MATRIX_VENVS', ROOT / '.venvs'))
-WHEELS = ROOT / 'build' / 'matrix-wheel'
 TEST_TOOLS = ['pytest>=8', 'hypothesis>=6']
 #: What runs where: the plugin promises on older hosts, the core and CLI on newer Pythons.
 HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py']
@@ -54,6 +61,10 @@ ENVS = {
     ],
     'physics': [
         Env('ptychi', '3.11', ('ptychodus[ptychi]==1.7.0', 'matplotlib', *TEST_TOOLS), ('physics',), '1.7.0'),
+    ],
+    'sdist': [
+        Env('sdist', '3.11', ('ptychodus[gui]==1.7.0', 'dask[distributed]>=2024.1', 'matplotlib', *TEST_TOOLS),
+            ('test_*.py',), '1.7.0'),
     ],
 }
 
@@ -87,11 +98,13 @@ def run(cmd: list[str], **kwargs: object) -> None:
     subprocess.run(cmd, check=True, **kwargs)  # type: ignore[call-overload]
 
 
-def build_wheel() -> Path:
-    """Our package as a wheel, built once per matrix run."""
-    shutil.rmtree(WHEELS, ignore_errors=True)
-    run([sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps', '-w', str(WHEELS), str(ROOT)])
-    return next(WHEELS.glob('ptychopinn_ptychodus-*.whl'))
+def build_dists(folder: Path) -> tuple[Path, Path]:
+    """Our package as an sdist, and a wheel built *from that sdist* (as pip would), in ``folder``."""
+    run([sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps', '-w', str(folder), str(ROOT)])
+    wheel = next(folder.glob('ptychopinn_ptychodus-*.whl'))
+    sdist_dir = folder / 'sdist'
+    run([sys.executable, '-m', 'build', '--sdist', '--outdir', str(sdist_dir), str(ROOT)], stdout=subprocess.DEVNULL)
+    return wheel, next(sdist_dir.glob('ptychopinn_ptychodus-*.tar.gz'))
 
 
 def host_version(python: Path) -> str | None:
@@ -100,8 +113,11 @@ def host_version(python: Path) -> str | None:
     return out or None
 
 
-def prepare(env: Env, interpreter: str, wheel: Path) -> Path:
-    """The env's venv with its requirements (reused when unchanged) and our wheel installed."""
+def prepare(env: Env, interpreter: str, package: Path) -> Path:
+    """The env's venv with its requirements (reused when unchanged) and our package installed.
+
+    ``package`` is our wheel, or (for the sdist check) the sdist, which pip then builds itself.
+    """
     venv = VENVS / env.name
     python = venv / 'bin' / 'python'
     stamp = venv / '.matrix-requirements'
@@ -113,8 +129,8 @@ def prepare(env: Env, interpreter: str, wheel: Path) -> Path:
         run([str(python), '-m', 'pip', 'install', '--quiet', *env.requirements])
         stamp.write_text(key)
     before = host_version(python)
-    run([str(python), '-m', 'pip', 'install', '--quiet', '--force-reinstall', '--no-deps', str(wheel)])
-    run([str(python), '-m', 'pip', 'install', '--quiet', str(wheel)])  # our own deps, if any are missing
+    run([str(python), '-m', 'pip', 'install', '--quiet', '--force-reinstall', '--no-deps', str(package)])
+    run([str(python), '-m', 'pip', 'install', '--quiet', str(package)])  # our own deps, if any are missing
     after = host_version(python)
     if env.host is not None and not (before == after == env.host):
         raise SystemExit(f'{env.name}: Ptychodus was {before} before installing our package and {after} after')
@@ -122,32 +138,50 @@ def prepare(env: Env, interpreter: str, wheel: Path) -> Path:
     return python
 
 
-def run_tests(env: Env, python: Path) -> None:
-    patterns = [str(p.relative_to(TESTS)) for pattern in env.tests for p in sorted(TESTS.glob(pattern))]
+def run_tests(env: Env, python: Path, tests: Path = TESTS) -> None:
+    patterns = [str(p.relative_to(tests)) for pattern in env.tests for p in sorted(tests.glob(pattern))]
     environment = {**os.environ, 'QT_QPA_PLATFORM': 'offscreen', 'MPLBACKEND': 'Agg',
                    'PTYCHOPINN_PHYSICS_REQUIRED': '1'}
-    run([str(python), '-m', 'pytest', '-c', '../pyproject.toml', '--rootdir=..', '-q', '-p', 'no:cacheprovider',
-         '-m', 'not gui', *patterns], cwd=TESTS, env=environment)
+    config = tests.parent / 'pyproject.toml'
+    run([str(python), '-m', 'pytest', '-c', str(config), f'--rootdir={tests.parent}', '-q', '-p', 'no:cacheprovider',
+         '-m', 'not gui', *patterns], cwd=tests, env=environment)
+
+
+def unpack_sdist(sdist: Path, folder: Path) -> Path:
+    """The sdist's own tree (its tests run from there, not from this checkout)."""
+    with tarfile.open(sdist) as archive:
+        archive.extractall(folder, filter='data')
+    return next(p for p in folder.iterdir() if p.is_dir() and p.name.startswith('ptychopinn_ptychodus-'))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('group', choices=sorted(ENVS))
+    parser.add_argument('groups', nargs='+', choices=sorted(ENVS))
+    parser.add_argument('--prepare-only', action='store_true', help='build the venvs; run no tests')
     args = parser.parse_args(argv)
-    wheel = build_wheel()
-    summary = []
-    for env in ENVS[args.group]:
-        interpreter, looked = find_python(env.python)
-        if interpreter is None:
-            line = f'SKIPPED {env.name}: no Python {env.python} found (looked for {"; ".join(looked)})'
-            print(line, flush=True)
-            summary.append(line)
-            continue
-        start = time.monotonic()
-        python = prepare(env, interpreter, wheel)
-        run_tests(env, python)
-        summary.append(f'passed  {env.name} ({time.monotonic() - start:.0f} s)')
-    print('\n'.join(['matrix ' + args.group + ':', *summary]))
+    envs = [env for group in args.groups for env in ENVS[group]]
+    summary: list[str] = []
+    with tempfile.TemporaryDirectory(prefix='matrix-') as scratch:
+        wheel, sdist = build_dists(Path(scratch))
+        found = {env.name: find_python(env.python) for env in envs}
+        ready = [env for env in envs if found[env.name][0] is not None]
+        for env in envs:
+            if found[env.name][0] is None:
+                looked = '; '.join(found[env.name][1])
+                summary.append(f'SKIPPED {env.name}: no Python {env.python} found (looked for {looked})')
+                print(summary[-1], flush=True)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {env.name: pool.submit(prepare, env, str(found[env.name][0]),
+                                             sdist if env.name == 'sdist' else wheel) for env in ready}
+            pythons = {name: future.result() for name, future in futures.items()}
+        if args.prepare_only:
+            return 0
+        for env in ready:
+            start = time.monotonic()
+            tests = unpack_sdist(sdist, Path(scratch)) / 'tests' if env.name == 'sdist' else TESTS
+            run_tests(env, pythons[env.name], tests)
+            summary.append(f'passed  {env.name} ({time.monotonic() - start:.0f} s)')
+    print('\n'.join(['matrix ' + ' '.join(args.groups) + ':', *summary]))
     return 0
 
 
