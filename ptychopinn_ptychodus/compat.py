@@ -9,7 +9,6 @@ as long as it has one of the known shapes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -111,7 +110,9 @@ def object_center(cls: Any, x_m: float, y_m: float) -> Any:
     return cls(x_m, y_m)
 
 
-@functools.cache
+_OFFSETS: dict[tuple[Any, Any], float] = {}
+
+
 def host_pixel_offset(geometry_cls: Any, position_cls: Any) -> float:
     """Where the running Ptychodus puts the object centre, minus ``(W - 1) / 2``, in pixels.
 
@@ -121,6 +122,13 @@ def host_pixel_offset(geometry_cls: Any, position_cls: Any) -> float:
     handed to an older host are moved by this offset so that they land on the
     same object pixels there.
     """
+    key = (geometry_cls, position_cls)
+    if key not in _OFFSETS:
+        _OFFSETS[key] = _measure_offset(geometry_cls, position_cls)
+    return _OFFSETS[key]
+
+
+def _measure_offset(geometry_cls: Any, position_cls: Any) -> float:
     geometry = construct(
         geometry_cls,
         {

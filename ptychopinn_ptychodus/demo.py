@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import main as convert
-from .compat import find_strategy, host_object_pixels, position_arrays
+from .compat import find_strategy, host_object_pixels, host_pixel_offset, position_arrays
 from .sample import write_sample
 
 
@@ -67,18 +67,22 @@ def validate(npz_path: Path, product_path: Path, diffraction_path: Path) -> list
         product = load_product(product_path)
         geometry = product.object_.get_geometry()
         x_px, y_px = host_object_pixels(geometry, product.probe_positions)
-        # PtychoPINN's probe sits at patch index N//2; Ptychodus's at (N-1)/2: half a pixel for even N
+        # PtychoPINN's probe sits at patch index N//2; Ptychodus's at (N-1)/2: half a pixel for even N.
+        # A product file's metres follow Ptychodus >= 1.6; Ptychodus 1.5.1 maps them with W/2 (+0.5 px).
         n = source['probeGuess'].shape[-1]
         offset = n // 2 - (n - 1) / 2
+        host = host_pixel_offset(type(geometry), type(next(iter(product.probe_positions))))
         err = max(
-            np.abs(x_px - (source['xcoords'] - offset)).max(),
-            np.abs(y_px - (source['ycoords'] - offset)).max(),
+            np.abs(x_px - (source['xcoords'] - offset + host)).max(),
+            np.abs(y_px - (source['ycoords'] - offset + host)).max(),
         )
         indexes, _, _ = position_arrays(product.probe_positions)
         same_object = np.array_equal(product.object_.get_layer(0), source['objectGuess'])
+        by_host = f', + {host:g} px by this host' if host else ''
         lines.append(
             f'product: {len(indexes)} positions, indexes 0..{indexes.max()}, max error against '
-            f'xcoords - {offset:g} px (PtychoPINN convention) {err:.2e} px, object identical: {same_object}'
+            f'xcoords - {offset:g} px (PtychoPINN convention{by_host}) '
+            f'{err:.2e} px, object identical: {same_object}'
         )
         data = load_diffraction_data(diffraction_path)
         patterns = data.get_patterns()
