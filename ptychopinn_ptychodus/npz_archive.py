@@ -310,36 +310,50 @@ class NpzArchive:
     def read_metadata(self, key: str = '_metadata') -> dict[str, Any] | None:
         """PtychoPINN's pickled JSON metadata, read without running any code.
 
-        Only a numpy object array holding one ``str`` is accepted; anything else
-        is skipped with a warning, never executed.
+        Only a plain string, or a numpy object array holding one ``str``, is
+        accepted; anything else is skipped with a warning, never executed.
         """
         if key not in self.members:
             return None
         info = self.members[key]
+        if info.dtype.kind == 'U' and info.shape == ():
+            text: object = str(self.read(key)[()])
+        elif info.is_object and info.member_bytes <= MAX_METADATA_BYTES:
+            text = self._unpickle_string(info)
+        else:
+            text = None
+        parsed = _json_object(text)
+        if parsed is None:
+            logger.warning('%s: skipping %r (not a plain JSON object string)', self.path, key)
+        return parsed
+
+    def _unpickle_string(self, info: MemberInfo) -> str | None:
+        """The one string a restricted unpickler rebuilds from an object array, else None."""
         try:
-            if info.dtype.kind == 'U' and info.shape == ():
-                text = str(self.read(key)[()])
-            elif info.is_object:
-                if info.member_bytes > MAX_METADATA_BYTES:
-                    raise ValueError('too large')
-                with self._zip.open(info.member) as stream:
-                    stream.read(info.header_bytes)
-                    payload = stream.read(MAX_METADATA_BYTES + 1)
-                value = _MetadataUnpickler(io.BytesIO(payload)).load()
-                if not (isinstance(value, np.ndarray) and value.dtype == object and value.size == 1):
-                    raise ValueError('not a single-element object array')
-                text = value.reshape(()).item()
-                if not isinstance(text, str):
-                    raise ValueError('does not hold a string')
-            else:
-                raise ValueError(f'unexpected dtype {info.dtype}')
-            parsed = json.loads(text)
-            if not isinstance(parsed, dict):
-                raise ValueError('JSON is not an object')
-            return parsed
-        except Exception as exc:  # noqa: BLE001 - any failure means: skip, never execute
-            logger.warning('%s: skipping %r (not a plain JSON string: %s)', self.path, key, exc)
+            with self._zip.open(info.member) as stream:
+                stream.read(info.header_bytes)
+                payload = stream.read(MAX_METADATA_BYTES + 1)
+        except CORRUPT_ERRORS as exc:
+            raise self._fail(f'array {info.key!r} cannot be read (corrupt archive?): {exc}') from exc
+        try:
+            value = _MetadataUnpickler(io.BytesIO(payload)).load()
+        except Exception as exc:  # noqa: BLE001 - hostile bytes: any failure of the unpickler means "skip"
+            logger.debug('%s: %r does not unpickle: %s', self.path, info.key, exc)
             return None
+        if isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+            text = value.reshape(()).item()
+            return text if isinstance(text, str) else None
+        return None
+
+
+def _json_object(text: object) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 @dataclass(frozen=True)
