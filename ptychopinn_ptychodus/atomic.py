@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cancellation import raise_if_interrupted
+from .cancellation import raise_if_interrupted, signals_held
 from .errors import OutputError
 
 logger = logging.getLogger(__name__)
@@ -76,26 +76,39 @@ def describe_os_error(exc: OSError) -> str:
 
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path; on success it becomes ``path``, on failure it vanishes."""
+    """Yield a temporary path; on success it becomes ``path``, on failure it vanishes.
+
+    SIGINT/SIGTERM are held back while the temporary file is created and its
+    name stored: a handler raising between ``mkstemp`` creating the file and
+    this function knowing its name would leak it. A held signal is delivered
+    inside the ``try`` below, where the clean-up is in charge.
+    """
     dest = check_destination(path, overwrite=overwrite)
+    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f'.{dest.name}.', suffix=TEMP_SUFFIX, dir=dest.parent
-        )
-    except OSError as exc:
-        raise OutputError(dest, f'cannot create a file here: {describe_os_error(exc)}') from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        with signals_held():
+            tmp = _create_temporary(dest)
         yield tmp
         raise_if_interrupted()  # a signal swallowed somewhere must still stop the publish
         _publish(tmp, dest, overwrite=overwrite)
     except OSError as exc:
-        _discard(tmp)
+        if tmp is not None:
+            _discard(tmp)
         raise OutputError(dest, f'write failed: {describe_os_error(exc)}') from exc
     except BaseException:
-        _discard(tmp)
+        if tmp is not None:
+            _discard(tmp)
         raise
+
+
+def _create_temporary(dest: Path) -> Path:
+    """The hidden temporary file next to ``dest`` (``.<name>.<random>.ptychopinn-tmp``)."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix=TEMP_SUFFIX, dir=dest.parent)
+    except OSError as exc:
+        raise OutputError(dest, f'cannot create a file here: {describe_os_error(exc)}') from exc
+    os.close(fd)
+    return Path(tmp_name)
 
 
 def _publish(tmp: Path, dest: Path, *, overwrite: bool) -> None:

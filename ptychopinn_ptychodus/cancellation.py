@@ -7,6 +7,11 @@ an output also look at the pending-signal record kept here.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
     """A signal asked the conversion to stop; a BaseException so every clean-up runs."""
@@ -34,3 +39,20 @@ def raise_if_interrupted() -> None:
 
 def clear_interrupts() -> None:
     _pending_signals.clear()
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back for a few statements that must not be split; deliver them after.
+
+    Python runs signal handlers between bytecodes of the main thread; blocking
+    the signals at the OS level keeps them pending until the block ends.
+    """
+    if not hasattr(signal, 'pthread_sigmask') or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
