@@ -309,18 +309,20 @@ def _write_product_file(
 def _write_bundled_stack(
     group: h5py.Group, dataset: PtychoPINNDataset, opts: ExportOptions, progress: Callable[[int], None] | None
 ) -> None:
-    """``/raw_data/diffraction``: NHW amplitudes from which the source values come back exactly."""
+    """``/raw_data/diffraction``: the stack as given (its domain and dtype), in canonical NHW order.
+
+    Amplitudes stay amplitudes, photon counts stay integer counts: nothing is
+    lost and nothing is bigger than the source. ``measurement_domain`` says which.
+    """
     info = dataset.diffraction
     assert info is not None
-    amp_dtype = bundle_dtype(info.dtype, info.domain)
+    dtype = bundle_dtype(info.dtype, info.domain)
     stack = write_pattern_stack(
         group,
         'diffraction',
         info.nhw_shape,
-        amp_dtype,
-        dataset.iter_pattern_blocks(
-            blocks_for(info, opts.block_bytes), domain=Domain.AMPLITUDE, dtype=amp_dtype
-        ),
+        dtype,
+        dataset.iter_pattern_blocks(blocks_for(info, opts.block_bytes), domain=info.domain, dtype=dtype),
         compression=opts.compression,
         level=opts.compression_level,
         progress=progress,
@@ -330,7 +332,7 @@ def _write_bundled_stack(
             'axis_canonical': 'NHW',
             'original_axis_order': info.layout.value,
             'original_shape': np.asarray(info.source_shape),
-            'measurement_domain': Domain.AMPLITUDE.value,
+            'measurement_domain': info.domain.value,
             'source_key': info.key,
             'source_domain': info.domain.value,
             'source_dtype': info.dtype.str,

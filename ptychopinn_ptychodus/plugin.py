@@ -187,7 +187,9 @@ class BundledDiffractionFileReader(DiffractionFileReader):
 
     def read(self, file_path: Path) -> DiffractionDataset:
         stack: BundledStack = describe_bundled_stack(file_path)
-        details = f'shape {(stack.num_patterns, stack.height, stack.width)}, amplitude (squared on read)'
+        shape = (stack.num_patterns, stack.height, stack.width)
+        squared = ' (squared on read)' if stack.stored_domain == Domain.AMPLITUDE else ''
+        details = f'shape {shape}, {stack.stored_domain.value}{squared}'
         layout = [('/raw_data/diffraction', stack.stored_dtype, details)]
         layout += [(key, type(value).__name__, str(value)) for key, value in stack.attrs.items()]
         layout.append(('position convention', 'str', stack.position_convention))

@@ -25,7 +25,7 @@ from .npz_archive import StreamedArray, write_npz
 from .npz_format import COMMENTS_KEY, CONVENTION_KEY, DOMAIN_KEY, NAME_KEY
 from .product_file import H5_ERRORS, RAW_GROUP, Product, RawBundle, open_h5, read_product
 from .quantities import QUANTITIES
-from .stack import Domain, restore_source_values
+from .stack import Domain, convert_domain, to_source_values
 
 logger = logging.getLogger(__name__)
 #: Rows read at once when restoring a bundled stack.
@@ -225,7 +225,7 @@ def _bundle_arrays(bundle: RawBundle) -> Arrays:
     if bundle.diffraction is not None:
         key, stream = restore_stack(bundle)
         arrays[key] = stream
-        arrays[DOMAIN_KEY] = np.asarray(str(bundle.attrs.get('source_domain', 'amplitude')))
+        arrays[DOMAIN_KEY] = np.asarray(_source_dtype(bundle)[1].value)
     if bundle.metadata_json is not None:
         arrays['_metadata'] = np.asarray(bundle.metadata_json)
     return arrays
@@ -257,32 +257,50 @@ def _source_dtype(bundle: RawBundle) -> tuple[str, Domain, np.dtype[Any]]:
     attrs = bundle.attrs
     key = str(attrs.get('source_key', 'diffraction'))
     key = key if key in ('diffraction', 'diff3d') else 'diffraction'
-    domain = (
-        Domain.INTENSITY
-        if str(attrs.get('source_domain', '')) == Domain.INTENSITY.value
-        else Domain.AMPLITUDE
-    )
     try:
         dtype = np.dtype(str(attrs.get('source_dtype', bundle.diffraction.dtype.str)))
     except TypeError:
         dtype = bundle.diffraction.dtype
     if dtype.kind not in 'iuf':
         dtype = bundle.diffraction.dtype
-    return key, domain, dtype
+    return key, _domain(attrs, 'source_domain', _stored_domain(bundle.attrs)), dtype
+
+
+def _stored_domain(attrs: dict[str, Any]) -> Domain:
+    """What the bundled numbers are; amplitude when unsaid (PtychoPINN's exporter, our 0.1.0)."""
+    return _domain(attrs, 'measurement_domain', Domain.AMPLITUDE)
+
+
+def _domain(attrs: dict[str, Any], name: str, default: Domain) -> Domain:
+    value = _plain_text(attrs.get(name, default.value))
+    return Domain(value) if value in Domain.__members__.values() else default
+
+
+def _plain_text(value: Any) -> str:
+    return value.decode('utf-8', errors='replace') if isinstance(value, bytes) else str(value)
 
 
 def restore_stack(bundle: RawBundle) -> tuple[str, StreamedArray]:
-    """The bundle's amplitudes back in the source key, domain and dtype, block by block."""
-    key, domain, dtype = _source_dtype(bundle)
+    """The bundled stack back in the source key, domain and dtype, block by block."""
+    key, source_domain, dtype = _source_dtype(bundle)
+    stored_domain = _stored_domain(bundle.attrs)
     dset: h5py.Dataset = bundle.diffraction
     per_row = max(1, int(np.prod(dset.shape[1:])) * dset.dtype.itemsize)
     rows = max(1, RESTORE_BLOCK_BYTES // per_row)
 
     def blocks() -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, dset.shape[0], rows):
-            yield start, restore_source_values(read_rows(dset, start, start + rows), domain, dtype)
+            stored = read_rows(dset, start, start + rows)
+            yield start, to_source_values(stored, stored_domain, source_domain, dtype)
 
     return key, StreamedArray(shape=tuple(dset.shape), dtype=dtype, blocks=blocks())
+
+
+def bundled_amplitudes(bundle: RawBundle) -> np.ndarray:
+    """The whole bundled stack as float32 NHW amplitude (PtychoPINN's ``RawData.diff3d``)."""
+    assert bundle.diffraction is not None
+    stored = read_rows(bundle.diffraction, 0, bundle.diffraction.shape[0])
+    return convert_domain(stored, _stored_domain(bundle.attrs), Domain.AMPLITUDE, np.dtype(np.float32))
 
 
 def read_rows(
@@ -330,6 +348,7 @@ class BundledStack:
     height: int
     width: int
     dtype: np.dtype[Any]  # of the intensities delivered
+    stored_domain: Domain
     source_domain: Domain
     attrs: dict[str, Any]
     stored_dtype: str
@@ -347,15 +366,21 @@ def describe_bundled_stack(path: Path, *, check_terminates: bool = True) -> Bund
         if bundle is None or dset is None or dset.ndim != 3:
             raise InvalidInputError(path, f'has no /{RAW_GROUP}/diffraction (M, N, N) stack')
         num, height, width = (int(n) for n in dset.shape)
-        _, domain, _ = _source_dtype(bundle)
+        _, source_domain, _ = _source_dtype(bundle)
+        stored_domain = _stored_domain(bundle.attrs)
+        if stored_domain == Domain.INTENSITY and dset.dtype.kind in 'iuf':
+            delivered = dset.dtype  # counts stay integer counts
+        else:
+            delivered = np.dtype(np.float64 if dset.dtype == np.float64 else np.float32)
         bad = bundle.extras.get('bad_pixels')
         return BundledStack(
             path=path,
             num_patterns=num,
             height=height,
             width=width,
-            dtype=np.dtype(np.float64 if dset.dtype == np.float64 else np.float32),
-            source_domain=domain,
+            dtype=delivered,
+            stored_domain=stored_domain,
+            source_domain=source_domain,
             attrs=dict(bundle.attrs),
             stored_dtype=str(dset.dtype),
             bad_pixels=None if bad is None else bad.astype(bool),
@@ -372,8 +397,10 @@ def read_bundled_intensities(stack: BundledStack, region: tuple[slice, slice] | 
         dset = h5.get(f'{RAW_GROUP}/diffraction')
         if not isinstance(dset, h5py.Dataset):
             raise InvalidInputError(stack.path, f'has no /{RAW_GROUP}/diffraction stack')
-        amplitude = read_rows(dset, 0, stack.num_patterns, region)
-    intensity = np.square(amplitude.astype(stack.dtype))
-    if stack.source_domain == Domain.INTENSITY:
+        stored = read_rows(dset, 0, stack.num_patterns, region)
+    if stack.stored_domain == Domain.INTENSITY:
+        return stored.astype(stack.dtype, copy=False)
+    intensity = np.square(stored.astype(stack.dtype))
+    if stack.source_domain == Domain.INTENSITY:  # counts bundled as amplitudes (version 0.1.0)
         np.rint(intensity, out=intensity)
     return intensity

@@ -32,7 +32,7 @@ from .npz_archive import MemberInfo
 from .npz_format import ReadOptions, interpret
 from .pattern_reader import ArrayPatternReader, PatternReader
 from .product_file import read_product
-from .product_import import normalize_product, npz_arrays_from_product
+from .product_import import bundled_amplitudes, normalize_product, npz_arrays_from_product
 from .quantities import ExportMeta
 from .stack import DiffractionInfo, Domain, Layout
 
@@ -236,7 +236,7 @@ def import_product_to_rawdata(in_path: str | os.PathLike[str], *, plain: bool = 
             logger.warning('%s: %s', path.name, note)
         diff3d = None
         if bundle is not None and bundle.diffraction is not None:
-            diff3d = np.asarray(bundle.diffraction[()], dtype=np.float32)
+            diff3d = bundled_amplitudes(bundle)
         metadata = None
         if bundle is not None and bundle.metadata_json is not None:
             metadata = _json_object(bundle.metadata_json, path)

@@ -69,28 +69,35 @@ def convert_domain(raw: np.ndarray, source: Domain, domain: Domain, dtype: np.dt
     return values
 
 
-def restore_source_values(amplitude: np.ndarray, source_domain: Domain, dtype: np.dtype[Any]) -> np.ndarray:
-    """Bundled amplitudes back to what the source held (counts are rounded back to integers)."""
+def to_source_values(
+    stored: np.ndarray, stored_domain: Domain, source_domain: Domain, dtype: np.dtype[Any]
+) -> np.ndarray:
+    """Bundled values back to what the source held, exactly.
+
+    Our bundles store the stack as given, so normally this is only a dtype
+    check. Bundles written by version 0.1.0 stored counts as amplitudes: those
+    are squared back and integer counts are rounded to whole numbers.
+    """
+    if stored_domain == source_domain:
+        return stored.astype(dtype, copy=False)
     if source_domain == Domain.INTENSITY:
-        values = np.square(amplitude.astype(np.float64))
+        values = np.square(stored.astype(np.float64))
         if dtype.kind in 'iu':
             np.rint(values, out=values)
         return values.astype(dtype)
-    return amplitude.astype(dtype)
+    return convert_domain(stored, stored_domain, source_domain, dtype)
 
 
 def bundle_dtype(source: np.dtype[Any], domain: Domain) -> np.dtype[Any]:
-    """Amplitude dtype from which the source values come back exactly.
+    """The dtype ``/raw_data/diffraction`` keeps: the source's (the stack is stored as given).
 
-    Amplitudes are stored as they are; integer counts survive float32 square
-    roots (recovered by rounding) up to 16 bits; wider integers and float32
-    intensities need float64 roots.
+    Counts stay integers and intensities stay as they were: lossless and as
+    compact as the source. Only an integer-typed amplitude (not found in the
+    wild) becomes float32.
     """
-    if domain == Domain.AMPLITUDE:
-        return source if source.kind == 'f' else np.dtype(np.float32)
-    if source.kind == 'f':
-        return np.dtype(np.float64)
-    return np.dtype(np.float64 if source.itemsize > 2 else np.float32)
+    if source.kind == 'f' or (source.kind in 'iu' and domain == Domain.INTENSITY):
+        return source
+    return np.dtype(np.float32)
 
 
 def blocks_for(info: DiffractionInfo, target_bytes: int = 16 * 2**20) -> int:

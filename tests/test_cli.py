@@ -232,9 +232,8 @@ def test_diffraction_domain(sample_npz, run_cli, tmp_path, domain):
     assert result.returncode == 0, result
     with h5py.File(out, 'r') as h5:
         dset = h5['raw_data/diffraction']
-        assert dset.attrs['source_domain'] == domain
-        expected = arrays['diff3d'] if domain == 'amplitude' else np.sqrt(arrays['diff3d'].astype(np.float64))
-        np.testing.assert_allclose(dset[()], expected, rtol=1e-6)
+        assert dset.attrs['source_domain'] == dset.attrs['measurement_domain'] == domain
+        np.testing.assert_array_equal(dset[()], arrays['diff3d'])  # stored as given, labelled as chosen
 
 
 def test_layout_flag_resolves_ambiguity(npz_from_arrays, run_cli, tmp_path):

@@ -109,7 +109,7 @@ def test_multi_chunk_stacks_read_back_exactly(sample_npz, tmp_path, compression)
         if compression != 'none':
             assert stack.compression == compression
             assert stack.chunks is not None and stack.chunks[0] < counts.shape[0]
-        np.testing.assert_allclose(stack[()].astype(np.float64) ** 2, counts, rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(stack[()], counts)  # the bundle keeps counts as given
 
 
 def test_uneven_blocks_into_gzip_chunks(tmp_path):
@@ -129,3 +129,49 @@ def test_uneven_blocks_into_gzip_chunks(tmp_path):
     with h5py.File(tmp_path / 's.h5', 'r') as h5:
         assert h5['patterns'].compression == 'gzip' and h5['patterns'].shuffle
         np.testing.assert_array_equal(h5['patterns'][()], stack)
+
+
+def test_tile_size_follows_the_data_not_the_dtype(tmp_path):
+    """Smooth patterns deflate smaller in 16 x 16 pixel tiles, Poisson speckle in 8 x 8 (both float32)."""
+    from ptychopinn_ptychodus.chunk_writer import choose_tile, write_pattern_stack
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    envelope = np.exp(-(xx**2 + yy**2) / 400.0)
+    smooth = np.stack([np.roll(envelope, (k % 5, k % 3), (0, 1)) * rng.uniform(0.5, 1.5)
+                       for k in range(256)]).astype(np.float32)
+    smooth = np.round(smooth * 4096) / 4096
+    speckle = np.sqrt(rng.poisson(200.0 * envelope, size=(256, 64, 64))).astype(np.float32)
+    assert choose_tile(smooth, 4) == 16
+    assert choose_tile(speckle, 4) == 8
+    with h5py.File(tmp_path / 's.h5', 'w') as h5:
+        for name, stack in (('smooth', smooth), ('speckle', speckle)):
+            dset = write_pattern_stack(h5, name, stack.shape, stack.dtype, iter([(0, stack)]),
+                                       compression='gzip', level=4)
+            assert dset.chunks[1:] == ((16, 16) if name == 'smooth' else (8, 8))
+            np.testing.assert_array_equal(dset[()], stack)
+
+
+def test_bundles_of_version_0_1_with_counts_as_amplitudes_still_read_exactly(sample_npz, tmp_path):
+    """0.1.0 stored photon counts as float32 square roots (measurement_domain='amplitude',
+    source_domain='intensity'): the reverse direction and the .h5 plugin reader round them back."""
+    from ptychopinn_ptychodus import import_product
+
+    npz, arrays = sample_npz(key='diff3d', counts=True)
+    counts = arrays['diff3d']
+    product = tmp_path / 'old.h5'
+    export_product(npz, product)
+    with h5py.File(product, 'r+') as h5:  # rewrite the bundle the way 0.1.0 wrote it
+        attrs = dict(h5['raw_data/diffraction'].attrs)
+        del h5['raw_data/diffraction']
+        dset = h5['raw_data'].create_dataset('diffraction', data=np.sqrt(counts.astype(np.float32)))
+        dset.attrs.update({**attrs, 'measurement_domain': 'amplitude'})
+    back = tmp_path / 'back.npz'
+    import_product(product, back)
+    with np.load(back) as again:
+        assert again['diff3d'].dtype == np.uint16
+        np.testing.assert_array_equal(again['diff3d'], counts)
+    from ptychopinn_ptychodus.product_import import describe_bundled_stack, read_bundled_intensities
+
+    stack = describe_bundled_stack(product)
+    np.testing.assert_array_equal(read_bundled_intensities(stack), counts)

@@ -56,9 +56,11 @@ def test_uint16_counts_are_intensities(sample_npz, tmp_path, layout):
 
     stack, attrs = _raw_diffraction(tmp_path / 'out.h5')
     assert attrs['source_domain'] == 'intensity'
-    assert attrs['measurement_domain'] == 'amplitude'
+    # the bundle keeps the stack as given: photon counts stay uint16 counts (exact, compact)
+    assert attrs['measurement_domain'] == 'intensity'
     assert 'integer' in attrs['domain_reason']
-    np.testing.assert_allclose(stack.astype(np.float64) ** 2, counts, rtol=1e-5, atol=1e-3)
+    assert stack.dtype == np.uint16
+    np.testing.assert_array_equal(stack, counts)
 
 
 def test_float_diff3d_holding_integral_counts_is_intensity(sample_npz, npz_from_arrays, tmp_path):
@@ -69,8 +71,8 @@ def test_float_diff3d_holding_integral_counts_is_intensity(sample_npz, npz_from_
     export_product(npz, tmp_path / 'out.h5')
 
     stack, attrs = _raw_diffraction(tmp_path / 'out.h5')
-    assert attrs['source_domain'] == 'intensity'
-    np.testing.assert_allclose(stack.astype(np.float64) ** 2, arrays['diff3d'], rtol=1e-6, atol=1e-6)
+    assert attrs['source_domain'] == attrs['measurement_domain'] == 'intensity'
+    np.testing.assert_array_equal(stack, arrays['diff3d'])  # stored as given
 
 
 def test_float_diff3d_amplitudes_stay_amplitudes(sample_npz, tmp_path):
@@ -100,8 +102,8 @@ def test_explicit_domain_wins_over_diffraction_key_convention(sample_npz, tmp_pa
     export_product(npz, tmp_path / 'out.h5', domain='intensity')
 
     stack, attrs = _raw_diffraction(tmp_path / 'out.h5')
-    assert attrs['source_domain'] == 'intensity'
-    np.testing.assert_allclose(stack, np.sqrt(arrays['diffraction'].astype(np.float64)), rtol=1e-6)
+    assert attrs['source_domain'] == attrs['measurement_domain'] == 'intensity'
+    np.testing.assert_array_equal(stack, arrays['diffraction'])  # stored as given, now called intensity
 
 
 def test_explicit_domain_wins_over_file_metadata(sample_npz, npz_from_arrays, tmp_path):
