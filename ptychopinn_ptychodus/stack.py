@@ -101,6 +101,11 @@ def bundle_dtype(source: np.dtype[Any], domain: Domain) -> np.dtype[Any]:
 
 
 def blocks_for(info: DiffractionInfo, target_bytes: int = 16 * 2**20) -> int:
-    """How many patterns make a block of about ``target_bytes``."""
-    per_pattern = info.height * info.width * max(info.dtype.itemsize, 4)
+    """How many patterns make a block of about ``target_bytes``.
+
+    Counted in the source dtype, like the chunk rows of the writer (same 16 MB
+    budget), so a block is a whole number of chunk rows and the writer never has
+    to join blocks; a conversion to a wider dtype at most doubles a block.
+    """
+    per_pattern = info.height * info.width * info.dtype.itemsize
     return max(1, min(info.num_patterns, math.floor(target_bytes / per_pattern)))
