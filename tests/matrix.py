@@ -38,7 +38,7 @@ VENVS = Path(os.environ.get('MATRIX_VENVS', ROOT / '.venvs'))
 TEST_TOOLS = ['pytest>=8', 'hypothesis>=6']
 #: What runs where: the plugin promises on older hosts, the core and CLI on newer Pythons.
 HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py']
-PYTHON_TESTS = ['test_core_*.py', 'test_cli.py', 'test_rawdata_api.py', 'test_streaming.py']
+PYTHON_TESTS = ['test_core_*.py', 'test_cli.py', 'test_rawdata_api.py', 'test_ptychopinn_exporter_products.py', 'test_streaming.py']
 
 
 @dataclass(frozen=True)
