@@ -21,7 +21,9 @@ from helpers import CLI, CONSOLE_SCRIPT, SMALL, cli_env
 
 from ptychopinn_ptychodus.sample import write_sample
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+#: The real files next to the checkout (``../shared/data``); ``PTYCHOPINN_SHARED_DATA`` points
+#: elsewhere (the sdist check runs the suite from an unpacked sdist in a temporary folder).
+SHARED_DATA = Path(os.environ.get('PTYCHOPINN_SHARED_DATA', Path(__file__).resolve().parents[2] / 'shared' / 'data'))
 
 
 @pytest.fixture(autouse=True)

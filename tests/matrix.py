@@ -143,7 +143,7 @@ def prepare(env: Env, interpreter: str, package: Path) -> Path:
 def run_tests(env: Env, python: Path, tests: Path = TESTS) -> None:
     patterns = [str(p.relative_to(tests)) for pattern in env.tests for p in sorted(tests.glob(pattern))]
     environment = {**os.environ, 'QT_QPA_PLATFORM': 'offscreen', 'MPLBACKEND': 'Agg',
-                   'PTYCHOPINN_PHYSICS_REQUIRED': '1'}
+                   'PTYCHOPINN_PHYSICS_REQUIRED': '1', 'PTYCHOPINN_SHARED_DATA': str(ROOT.parent / 'shared' / 'data')}
     config = tests.parent / 'pyproject.toml'
     run([str(python), '-m', 'pytest', '-c', str(config), f'--rootdir={tests.parent}', '-q', '-p', 'no:cacheprovider',
          '-m', 'not gui', *patterns], cwd=tests, env=environment)
