@@ -424,16 +424,14 @@ def measure(kind: str, size: float, layout: str, base: bool, workdir: Path, args
         host_measurements(npz, results)
     npz.unlink()
     if base and layout == 'NHW' and not args.no_references:
-        plain, old = workdir / 'ref_plain.h5', workdir / 'ref_old.h5'
+        old = workdir / 'ref_old.h5'
         # the bundle stores the stack as given: the PtychoPINN-style run above already wrote this
         # very array with h5py's default chunks
-        same = True
-        refs = run_worker('references', str(keep), '-' if same else str(plain), str(old))
-        if same:
-            ptychopinn = next(r for r in runs if r['method'] == 'ptychopinn' and r['kind'] == kind
-                              and r['layout'] == layout and r['size_gb'] == size)
-            refs.update(plain_mb=ptychopinn['output_mb'], plain_seconds=ptychopinn['seconds'],
-                        plain_chunks=ptychopinn['chunks'])
+        refs = run_worker('references', str(keep), '-', str(old))
+        ptychopinn = next(r for r in runs if r['method'] == 'ptychopinn' and r['kind'] == kind
+                          and r['layout'] == layout and r['size_gb'] == size)
+        refs.update(plain_mb=ptychopinn['output_mb'], plain_seconds=ptychopinn['seconds'],
+                    plain_chunks=ptychopinn['chunks'])
         ours_crop, old_crop = [], []
         for _ in range(args.crop_rounds):  # alternate, so drift in the machine's load hits both alike
             ours_crop.append(float(run_worker('crop', str(keep), 'raw_data/diffraction', '3')['seconds']))  # type: ignore[arg-type]
@@ -442,7 +440,6 @@ def measure(kind: str, size: float, layout: str, base: bool, workdir: Path, args
                     ours_mb=keep.stat().st_size / 2**20)
         results['references'].append(refs)  # type: ignore[attr-defined]
         print(json.dumps(refs), flush=True)
-        plain.unlink(missing_ok=True)
         old.unlink()
     keep.unlink()
 
