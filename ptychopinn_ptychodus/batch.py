@@ -161,14 +161,10 @@ def _stop_workers(pool: ProcessPoolExecutor, signum: int) -> None:
         process.join(timeout=30)
 
 
-def _raise_on_signal(signum: int, frame: Any) -> None:
-    request_interrupt(signum)
-
-
 def _worker_signals() -> None:
     """Workers turn SIGINT/SIGTERM into a clean stop: temporary outputs are removed."""
-    signal.signal(signal.SIGINT, _raise_on_signal)
-    signal.signal(signal.SIGTERM, _raise_on_signal)
+    signal.signal(signal.SIGINT, request_interrupt)
+    signal.signal(signal.SIGTERM, request_interrupt)
 
 
 def local_pool(workers: int) -> ProcessPoolExecutor:

@@ -25,8 +25,8 @@ class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterru
 _pending_signals: list[int] = []
 
 
-def request_interrupt(signum: int) -> None:
-    """Signal-handler body: remember the signal, then raise."""
+def request_interrupt(signum: int, frame: object = None) -> None:
+    """The signal handler (CLI and worker processes): remember the signal, then raise."""
     _pending_signals.append(signum)
     raise Interrupted(signum)
 

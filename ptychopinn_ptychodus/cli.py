@@ -27,11 +27,14 @@ from .console import (
     quiet_unraisable,
     signals_raise,
 )
-from .errors import InvalidInputError, PtychoPINNError
+from .errors import PtychoPINNError
 from .export import ExportOptions, ExportReport, export_product
+from .geometry import PositionConvention
+from .npz_format import ReadOptions
 from .product_import import import_product
 from .quantities import QUANTITIES, ExportMeta
 from .sidecar import read_sidecar_file
+from .stack import Domain, Layout
 
 PROG = 'convert_to_ptychodus_product'
 EXIT_FAILED = 1
@@ -152,7 +155,7 @@ def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
     )
     data.add_argument(
         '--diffraction-domain',
-        choices=('auto', 'amplitude', 'intensity'),
+        choices=('auto', *(domain.value for domain in Domain)),
         default='auto',
         help='what the stack holds (default: decided and logged)',
     )
@@ -164,13 +167,13 @@ def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
     )
     data.add_argument(
         '--layout',
-        choices=('auto', 'NHW', 'HWN', 'NHW1'),
+        choices=('auto', *(layout.value for layout in Layout)),
         default='auto',
         help='pattern axis of the stack (default: matched to the positions)',
     )
     data.add_argument(
         '--position-convention',
-        choices=('ptychopinn', 'identity'),
+        choices=tuple(convention.value for convention in PositionConvention),
         default=None,
         help="what xcoords/ycoords mean: 'ptychopinn' (PtychoPINN's patch rule: the pixel at patch "
         "index N//2; the default unless the file records one) or 'identity' (already Ptychodus "
@@ -185,11 +188,6 @@ def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
     data.add_argument(
         '--compression-level', type=int, choices=range(0, 10), metavar='0-9', help='gzip level (default 4)'
     )
-
-
-def _choices(dest: str) -> tuple[str, ...]:
-    parser = build_parser()
-    return tuple(str(c) for a in parser._actions if a.dest == dest for c in (a.choices or ()))
 
 
 #: Sidecar reader options -> (argparse destination, its value when the flag was not given).
@@ -210,11 +208,15 @@ def meta_from_args(args: argparse.Namespace) -> ExportMeta:
     meta = ExportMeta()
     if args.metadata_json:
         meta, options = read_sidecar_file(args.metadata_json)
+        ReadOptions.parse(  # the core's check of the values, naming the sidecar
+            args.metadata_json,
+            domain=options.get('diffraction_domain'),
+            positions=options.get('positions'),
+            layout=options.get('layout'),
+            position_convention=options.get('position_convention'),
+        )
         for key, dest, unset in _SIDECAR_FLAGS:
             if key in options and getattr(args, dest) == unset:
-                if options[key] not in _choices(dest):
-                    choices = ', '.join(_choices(dest))
-                    raise InvalidInputError(args.metadata_json, f'{key} must be one of {choices}')
                 setattr(args, dest, options[key])
     values = {
         dest[len(_Q) :]: value

@@ -13,7 +13,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 from .cancellation import Interrupted, clear_interrupts, request_interrupt
@@ -21,16 +20,12 @@ from .cancellation import Interrupted, clear_interrupts, request_interrupt
 logger = logging.getLogger('ptychopinn_ptychodus')
 
 
-def raise_terminated(signum: int, frame: FrameType | None) -> None:
-    request_interrupt(signum)
-
-
 @contextmanager
 def signals_raise() -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     clear_interrupts()
     for sig in previous:
-        signal.signal(sig, raise_terminated)
+        signal.signal(sig, request_interrupt)
     try:
         yield
     finally:

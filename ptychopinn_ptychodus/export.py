@@ -187,7 +187,7 @@ def _report(
         diffraction='no diffraction stack' if info is None else info.describe(),
         defaulted=resolved.defaulted,
         notes=dataset.notes,
-        position_convention=f'{dataset.mapping().describe()} [{dataset.convention_reason}]',
+        position_convention=dataset.describe_convention(),
         fraction_on_object=None
         if product is None
         else float(product.extra_attrs['ptychopinn_fraction_on_object']),

@@ -116,11 +116,19 @@ class PtychoPINNDataset:
         logger.warning('%s: %s', self.path.name, message)
         self.notes.append(message)
 
+    def describe_convention(self) -> str:
+        """The position convention in use and why (for ``--inspect`` and the layout tree)."""
+        return f'{self.mapping().describe()} [{self.convention_reason}]'
+
+    def require_stack(self) -> DiffractionInfo:
+        """The diffraction stack, or the one-line error that there is none."""
+        if self.diffraction is None:
+            raise InvalidInputError(self.path, 'has no diffraction stack (diffraction or diff3d)')
+        return self.diffraction
+
     def reader(self, info: DiffractionInfo | None = None) -> PatternReader:
         """The (cached) block reader of the stack; ``info`` before the domain is decided."""
-        info = info or self.diffraction
-        if info is None:
-            raise InvalidInputError(self.path, 'has no diffraction stack (diffraction or diff3d)')
+        info = info or self.require_stack()
         if self._reader is None:
             self._reader = self.store.pattern_reader(info)
         return self._reader
@@ -134,9 +142,8 @@ class PtychoPINNDataset:
         dtype: np.dtype[Any] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Every pattern as (start, block) in NHW order, cropped, then put in ``domain``."""
-        reader = self.reader()
-        info = self.diffraction
-        assert info is not None
+        info = self.require_stack()
+        reader = self.reader(info)
         target = domain or info.domain
         out_dtype = dtype or info.output_dtype(target)
         for start, raw in reader.iter_raw_blocks(block_patterns, region):
@@ -155,6 +162,33 @@ class ReadOptions:
     require_positions: bool = True
     load_guesses: bool = True
     position_convention: PositionConvention | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        domain: Domain | str | None = None,
+        positions: str | None = None,
+        layout: Layout | str | None = None,
+        position_convention: PositionConvention | str | None = None,
+        **flags: bool,
+    ) -> ReadOptions:
+        """Options from user-given strings (API keywords, a sidecar); a bad value names ``source``."""
+        choices = {
+            'domain': (domain, Domain),
+            'layout': (layout, Layout),
+            'position_convention': (position_convention, PositionConvention),
+        }
+        parsed: dict[str, Any] = {}
+        for name, (value, kind) in choices.items():
+            if value is not None and value not in kind.__members__.values():
+                allowed = ', '.join(member.value for member in kind)
+                raise InvalidInputError(source, f'{name}={value!r} is not one of {allowed}')
+            parsed[name] = None if value is None else kind(value)
+        if positions not in (None, 'actual', 'nominal'):
+            raise InvalidInputError(source, f'positions={positions!r} is not one of actual, nominal')
+        return cls(positions=positions or 'actual', **parsed, **flags)  # type: ignore[arg-type]
 
 
 def open_dataset(
@@ -187,15 +221,16 @@ def open_dataset(
         pixels, as Ptychodus's own exporter writes); ``None``: the file's
         ``position_convention`` key, else ``'ptychopinn'``.
     """
-    options = ReadOptions(
-        domain=Domain(domain) if domain is not None else None,
+    options = ReadOptions.parse(
+        path,
+        domain=domain,
         positions=positions,
-        layout=Layout(layout) if layout is not None else None,
+        layout=layout,
+        position_convention=position_convention,
         require_probe=require_probe,
         require_diffraction=require_diffraction,
         require_positions=require_positions,
         load_guesses=load_guesses,
-        position_convention=None if position_convention is None else PositionConvention(position_convention),
     )
     return interpret(NpzArchive(path), options)
 
@@ -224,8 +259,8 @@ def _interpret(store: ArrayStore, options: ReadOptions) -> PtychoPINNDataset:
         dataset.object_guess = read_object(store)
     num = int(positions.x_px.shape[0]) if positions.present else None
     dataset.diffraction = _diffraction_info(dataset, num, options.domain, options.layout)
-    if options.require_diffraction and dataset.diffraction is None:
-        raise InvalidInputError(store.path, 'has no diffraction stack (diffraction or diff3d)')
+    if options.require_diffraction:
+        dataset.require_stack()
     if not positions.present and dataset.diffraction is None:
         raise InvalidInputError(store.path, 'has neither scan positions nor a diffraction stack')
     _read_per_scan_arrays(dataset)

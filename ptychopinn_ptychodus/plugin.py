@@ -130,10 +130,7 @@ class NPZDiffractionFileReader(DiffractionFileReader):
     def read(self, file_path: Path) -> DiffractionDataset:
         dataset, meta = open_with_sidecar(file_path, require_probe=False, require_positions=False)
         with dataset:
-            info = dataset.diffraction
-            if info is None:
-                dataset.reader()  # the core's one-line "no diffraction stack" error
-            assert info is not None
+            info = dataset.require_stack()
             # the same (possibly defaulted, always warned) physics as the product reader,
             # so Ptychodus derives the same object pixel as the product's
             values = resolve_meta(dataset, meta, need_detector=True).values
@@ -158,8 +155,7 @@ def _npz_layout(dataset: PtychoPINNDataset) -> list[tuple[str, str, str]]:
         if info is not None and key == info.key:
             details += f', layout {info.layout.value}, {info.domain.value} ({info.domain_reason})'
         entries.append((key, str(member.dtype), details))
-    convention = f'{dataset.mapping().describe()} [{dataset.convention_reason}]'
-    entries.append(('position convention', 'str', convention))
+    entries.append(('position convention', 'str', dataset.describe_convention()))
     return entries
 
 

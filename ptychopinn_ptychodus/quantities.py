@@ -32,8 +32,9 @@ class Quantity:
     help: str
     place: Place
     attrs: tuple[str, ...]  # HDF5 attribute names: all are written, the first present is read
-    default: float | None = 0.0  # stand-in when unknown; None: derived (see metadata.py)
-    # (detector pixels are derived from far-field sampling and use the default only without a distance)
+    # stand-in when unknown; None: derived (see metadata.py). Detector pixels are derived from
+    # far-field sampling and fall back to their default only without a detector distance.
+    default: float | None = 0.0
     warn: bool = False  # defaulting stands in for unknown physics: warn and record it
     positive: bool = False
     aliases: tuple[str, ...] = ()  # other spellings accepted as keyword, sidecar key, CLI flag
@@ -277,11 +278,6 @@ class ExportMeta:
             else:
                 raise InvalidInputError(source, f'unknown metadata key {key!r}')
         return cls(texts.get('name'), texts.get('comments'), **quantities)
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> ExportMeta:
-        """A sidecar/metadata JSON file (an object with any spelling of the quantities)."""
-        return cls.from_mapping(read_json_object(path), source=str(path))
 
 
 def _rebuild(name: str | None, comments: str | None, values: dict[str, float]) -> ExportMeta:

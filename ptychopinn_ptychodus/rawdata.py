@@ -27,14 +27,13 @@ import numpy.typing as npt
 from .array_store import ArrayStore
 from .errors import InvalidInputError
 from .export import ExportOptions, ExportReport, export_dataset
-from .geometry import PositionConvention
 from .npz_archive import MemberInfo
 from .npz_format import ReadOptions, interpret
 from .pattern_reader import ArrayPatternReader, PatternReader
 from .product_file import read_product
 from .product_import import bundled_amplitudes, normalize_product, npz_arrays_from_product
 from .quantities import ExportMeta
-from .stack import DiffractionInfo, Domain, Layout
+from .stack import DiffractionInfo
 
 logger = logging.getLogger(__name__)
 
@@ -176,14 +175,12 @@ def export_product_from_rawdata(
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)  # as PtychoPINN's exporter does
     opts = ExportOptions.build(None, {'overwrite': True, 'include_raw': include_raw, **options})
-    read = ReadOptions(
-        domain=None if opts.domain is None else Domain(opts.domain),
+    read = ReadOptions.parse(
+        out,
+        domain=opts.domain,
         positions=opts.positions,
-        layout=None if opts.layout is None else Layout(opts.layout),
-        require_probe=True,
-        position_convention=None
-        if opts.position_convention is None
-        else PositionConvention(opts.position_convention),
+        layout=opts.layout,
+        position_convention=opts.position_convention,
     )
     given = meta or ExportMeta()
     if given.name is None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .npz_format import PtychoPINNDataset, open_dataset
+from .npz_archive import NpzArchive
+from .npz_format import PtychoPINNDataset, ReadOptions, interpret
 from .quantities import ExportMeta, read_json_object
 from .stack import Domain, blocks_for
 
@@ -54,27 +55,24 @@ def open_with_sidecar(
 ) -> tuple[PtychoPINNDataset, ExportMeta]:
     """The dataset interpreted with the sidecar's options, and the sidecar's metadata."""
     meta, options = read_sidecar(file_path)
-    dataset = open_dataset(
-        file_path,
+    read = ReadOptions.parse(
+        sidecar_path(file_path),
         domain=options.get('diffraction_domain'),
-        positions='nominal' if options.get('positions') == 'nominal' else 'actual',
+        positions=options.get('positions'),
         layout=options.get('layout'),
         position_convention=options.get('position_convention'),
         require_probe=require_probe,
         require_positions=require_positions,
         load_guesses=require_probe,
     )
-    return dataset, meta
+    return interpret(NpzArchive(file_path), read), meta
 
 
 def load_intensities(file_path: Path, region: tuple[slice, slice] | None = None) -> np.ndarray:
     """Every pattern of a dataset as intensities, cropped before squaring (plugin reads)."""
     dataset, _ = open_with_sidecar(file_path, require_probe=False, require_positions=False)
     with dataset:
-        info = dataset.diffraction
-        if info is None:
-            dataset.reader()  # raises the one-line "no diffraction stack" error
-        assert info is not None
+        info = dataset.require_stack()
         out: np.ndarray | None = None
         blocks = dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.INTENSITY, region=region)
         for start, block in blocks:

@@ -296,3 +296,17 @@ def test_odd_probe_has_no_offset_in_the_plugin(registry, npz_from_arrays):
     np.testing.assert_allclose(x_px, arrays['xcoords'], rtol=0, atol=1e-6)
     np.testing.assert_allclose(y_px, arrays['ycoords'], rtol=0, atol=1e-6)
     assert 'xcoords - 0,' in convention_entry(registry, path)
+
+
+@pytest.mark.parametrize('option', [{'positions': 'middle'}, {'layout': 'sideways'},
+                                    {'position_convention': 'diagonal'}, {'diffraction_domain': 'phase'}])
+def test_a_bad_reader_option_in_the_sidecar_is_one_line_naming_the_sidecar(sample_npz, option):
+    """Never silently ignored (a bad ``positions`` used to mean "actual"), never a bare ValueError."""
+    from ptychopinn_ptychodus.errors import InvalidInputError
+
+    path, _ = sample_npz()
+    sidecar = write_json(path.with_suffix('.json'), option)
+    for reader in (plugin.NPZProductFileReader(), plugin.NPZDiffractionFileReader()):
+        with pytest.raises(InvalidInputError, match=repr(next(iter(option.values())))) as raised:
+            reader.read(path)
+        assert raised.value.path == str(sidecar)
