@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-SOURCES := pyproject.toml $(wildcard ptychopinn_ptychodus/*.py)
+SOURCES := pyproject.toml $(shell find ptychopinn_ptychodus -name "*.py")
 PYTEST := cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. --ignore=physics
 export QT_QPA_PLATFORM ?= offscreen
 export MPLBACKEND ?= Agg

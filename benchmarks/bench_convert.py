@@ -322,7 +322,7 @@ def _count_blocks(num: int, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]
 
 def make_stack(path: Path, kind: str, gigabytes: float, layout: str) -> int:
     """An NPZ with a synthetic stack of ``kind``; a raster over a fixed 600 x 600 object."""
-    from ptychopinn_ptychodus.npz_archive import StreamedArray, write_npz
+    from ptychopinn_ptychodus.npz.archive import StreamedArray, write_npz
 
     spec = KINDS[kind]
     num = int(gigabytes * 2**30 / (PATTERN_PX * PATTERN_PX * 4))

@@ -8,15 +8,15 @@ never imports Ptychodus.
 from __future__ import annotations
 
 from ._version import __version__
-from .batch import ConversionResult, convert_many
-from .errors import InvalidInputError, OutputError, PtychoPINNError
-from .export import ExportOptions, ExportReport, export_product
-from .geometry import PositionConvention
-from .npz_format import open_dataset
-from .product_import import ImportReport, import_product
-from .quantities import QUANTITIES, ExportMeta
-from .rawdata import PtychoPINNRawData, export_product_from_rawdata, import_product_to_rawdata
-from .stack import Domain, Layout
+from .convert.batch import ConversionResult, convert_many
+from .convert.export import ExportOptions, ExportReport, export_product
+from .convert.importer import ImportReport, import_product
+from .convert.rawdata import PtychoPINNRawData, export_product_from_rawdata, import_product_to_rawdata
+from .facts.errors import InvalidInputError, OutputError, PtychoPINNError
+from .facts.geometry import PositionConvention
+from .facts.quantities import QUANTITIES, ExportMeta
+from .facts.stack import Domain, Layout
+from .npz.dataset import open_dataset
 
 __all__ = [
     'QUANTITIES',

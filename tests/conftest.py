@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers import CLI, CONSOLE_SCRIPT, SMALL, cli_env
 
-from ptychopinn_ptychodus.sample import write_sample
+from ptychopinn_ptychodus.cli.sample import write_sample
 
 #: The real files next to the checkout (``../shared/data``); ``PTYCHOPINN_SHARED_DATA`` points
 #: elsewhere (the sdist check runs the suite from an unpacked sdist in a temporary folder).

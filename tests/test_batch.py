@@ -40,7 +40,7 @@ from helpers import (
 from ptychodus.api.io import load_product
 
 from ptychopinn_ptychodus import ConversionResult, ExportMeta, convert_many
-from ptychopinn_ptychodus.sample import write_sample
+from ptychopinn_ptychodus.cli.sample import write_sample
 
 distributed = pytest.importorskip('dask.distributed')
 

@@ -8,10 +8,10 @@ import pytest
 from helpers import assert_no_temp_files, minimal_arrays
 from ptychodus.api.io import load_product
 
-import ptychopinn_ptychodus.export as export
-import ptychopinn_ptychodus.product_import as product_import
+import ptychopinn_ptychodus.convert.export as export
+import ptychopinn_ptychodus.convert.importer as product_import
 from ptychopinn_ptychodus import ExportMeta, export_product, import_product
-from ptychopinn_ptychodus.errors import InvalidInputError, OutputError
+from ptychopinn_ptychodus.facts.errors import InvalidInputError, OutputError
 
 
 class BoomError(RuntimeError):

@@ -20,7 +20,7 @@ import pytest
 from helpers import CreatesFile, assert_no_temp_files, minimal_arrays, object_array
 
 from ptychopinn_ptychodus import export_product, import_product
-from ptychopinn_ptychodus.errors import AmbiguousLayoutError, InvalidInputError
+from ptychopinn_ptychodus.facts.errors import AmbiguousLayoutError, InvalidInputError
 
 
 def expect_invalid(npz: Path, *patterns: str, tmp_path: Path, **options) -> InvalidInputError:

@@ -114,7 +114,7 @@ def test_multi_chunk_stacks_read_back_exactly(sample_npz, tmp_path, compression)
 
 def test_uneven_blocks_into_gzip_chunks(tmp_path):
     """write_pattern_stack with blocks that straddle chunk boundaries (direct-chunk gzip path)."""
-    from ptychopinn_ptychodus.chunk_writer import write_pattern_stack
+    from ptychopinn_ptychodus.product.chunks import write_pattern_stack
 
     rng = np.random.default_rng(3)
     stack = rng.random((600, 20, 20)).astype(np.float32)  # chunks 512 deep, 16x16 tiles with ragged edges
@@ -133,7 +133,7 @@ def test_uneven_blocks_into_gzip_chunks(tmp_path):
 
 def test_tile_size_follows_the_data_not_the_dtype(tmp_path):
     """Smooth patterns deflate smaller in 16 x 16 pixel tiles, Poisson speckle in 8 x 8 (both float32)."""
-    from ptychopinn_ptychodus.chunk_writer import choose_tile, write_pattern_stack
+    from ptychopinn_ptychodus.product.chunks import choose_tile, write_pattern_stack
 
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[:64, :64] - 31.5
@@ -171,7 +171,7 @@ def test_bundles_of_version_0_1_with_counts_as_amplitudes_still_read_exactly(sam
     with np.load(back) as again:
         assert again['diff3d'].dtype == np.uint16
         np.testing.assert_array_equal(again['diff3d'], counts)
-    from ptychopinn_ptychodus.product_import import describe_bundled_stack, read_bundled_intensities
+    from ptychopinn_ptychodus.convert.importer import describe_bundled_stack, read_bundled_intensities
 
     stack = describe_bundled_stack(product)
     np.testing.assert_array_equal(read_bundled_intensities(stack), counts)

@@ -19,7 +19,7 @@ from ptychodus.api.io import load_product
 from ptychodus.api.object import ObjectGeometry
 
 from ptychopinn_ptychodus import ExportMeta, InvalidInputError, export_product, import_product
-from ptychopinn_ptychodus.geometry import ObjectGrid
+from ptychopinn_ptychodus.facts.geometry import ObjectGrid
 
 CENTRE_X, CENTRE_Y = 1.3e-6, -0.7e-6
 PIXEL_W, PIXEL_H = 4e-8, 6e-8

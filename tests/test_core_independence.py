@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent(
 
     import ptychopinn_ptychodus
     from ptychopinn_ptychodus import export_product, import_product
-    from ptychopinn_ptychodus.sample import write_sample
+    from ptychopinn_ptychodus.cli.sample import write_sample
 
     folder = Path(sys.argv[1])
     arrays = write_sample(folder / 'in.npz', key='diff3d', counts=True, pattern_px=16, scan_side=3)
@@ -65,7 +65,7 @@ def test_cli_without_ptychodus(tmp_path):
         '''
         import sys
         sys.modules['ptychodus'] = None  # "import ptychodus" now raises ImportError
-        from ptychopinn_ptychodus.sample import write_sample
+        from ptychopinn_ptychodus.cli.sample import write_sample
         from ptychopinn_ptychodus.cli import main
         write_sample(sys.argv[1] + '/in.npz', pattern_px=16, scan_side=3)
         folder = sys.argv[1]

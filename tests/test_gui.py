@@ -57,7 +57,7 @@ from PyQt5.QtWidgets import (
 )
 
 from ptychopinn_ptychodus import plugin
-from ptychopinn_ptychodus.sample import write_sample
+from ptychopinn_ptychodus.cli.sample import write_sample
 
 pytestmark = pytest.mark.gui
 

@@ -52,8 +52,10 @@ from helpers import (
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from ptychopinn_ptychodus import cli, export, open_dataset, product_import
-from ptychopinn_ptychodus.errors import PtychoPINNError
+from ptychopinn_ptychodus import cli, open_dataset
+from ptychopinn_ptychodus.convert import export
+from ptychopinn_ptychodus.convert import importer as product_import
+from ptychopinn_ptychodus.facts.errors import PtychoPINNError
 from ptychopinn_ptychodus.plugin import (
     BundledDiffractionFileReader,
     BundledProductFileReader,

@@ -43,7 +43,7 @@ from helpers import (
 )
 
 from ptychopinn_ptychodus import cli, export_product, open_dataset
-from ptychopinn_ptychodus.errors import PtychoPINNError
+from ptychopinn_ptychodus.facts.errors import PtychoPINNError
 from ptychopinn_ptychodus.plugin import NPZDiffractionFileReader, NPZProductFileReader
 
 # -- (a) pickles ---------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_evil_metadata_through_the_plugin_readers_is_skipped(tmp_path):
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    source = logging.getLogger('ptychopinn_ptychodus.npz_archive')
+    source = logging.getLogger('ptychopinn_ptychodus.npz.archive')
     previous_level = source.level
     source.addHandler(handler)
     source.setLevel(logging.WARNING)  # cli.main() in other tests may have set --quiet levels

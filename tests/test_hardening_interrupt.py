@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from helpers import FULL_META, TEMP_SUFFIX, assert_no_temp_files, start_cli, stderr_lines
 
-from ptychopinn_ptychodus import cli, export
+from ptychopinn_ptychodus import cli
+from ptychopinn_ptychodus.convert import export
 
 NUM_PATTERNS = 3000
 PATTERN_PX = 128  # 3000 x 128 x 128 float32 = 197 MB (one CPU: ~5 s of gzip)

@@ -28,7 +28,7 @@ else:
                 allow_module_level=True)
 
 from ptychopinn_ptychodus import export_product, import_product_to_rawdata  # noqa: E402
-from ptychopinn_ptychodus.sample import write_sample  # noqa: E402
+from ptychopinn_ptychodus.cli.sample import write_sample  # noqa: E402
 
 DOCTOR = Path(sys.executable).parent / 'ptychopinn-ptychodus'
 CONVERTER = Path(sys.executable).parent / 'convert_to_ptychodus_product'

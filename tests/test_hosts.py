@@ -25,8 +25,8 @@ from ptychodus.api.plugins import PluginRegistry
 from ptychodus.api.reconstruct import ReconstructInput
 
 from ptychopinn_ptychodus import export_product, plugin
-from ptychopinn_ptychodus.compat import find_strategy, host_object_pixels, position_arrays
-from ptychopinn_ptychodus.doctor import is_supported
+from ptychopinn_ptychodus.host.compat import find_strategy, host_object_pixels, position_arrays
+from ptychopinn_ptychodus.host.doctor import is_supported
 
 RUN1084 = 'run1084_recon3_postPC.npz'
 

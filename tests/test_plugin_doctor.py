@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ptychopinn_ptychodus import doctor, plugin
+from ptychopinn_ptychodus import plugin
+from ptychopinn_ptychodus.host import doctor
 
 SCRIPT = Path(sys.executable).parent / 'ptychopinn-ptychodus'
 

@@ -302,7 +302,7 @@ def test_odd_probe_has_no_offset_in_the_plugin(registry, npz_from_arrays):
                                     {'position_convention': 'diagonal'}, {'diffraction_domain': 'phase'}])
 def test_a_bad_reader_option_in_the_sidecar_is_one_line_naming_the_sidecar(sample_npz, option):
     """Never silently ignored (a bad ``positions`` used to mean "actual"), never a bare ValueError."""
-    from ptychopinn_ptychodus.errors import InvalidInputError
+    from ptychopinn_ptychodus.facts.errors import InvalidInputError
 
     path, _ = sample_npz()
     sidecar = write_json(path.with_suffix('.json'), option)

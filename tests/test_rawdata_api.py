@@ -290,7 +290,7 @@ import json, sys
 from types import SimpleNamespace
 import numpy as np
 from ptychopinn_ptychodus import export_product_from_rawdata, import_product_to_rawdata
-from ptychopinn_ptychodus.sample import simulate
+from ptychopinn_ptychodus.cli.sample import simulate
 
 arrays = simulate(pattern_px=16, scan_side=3)
 export_product_from_rawdata(dict(arrays, metadata={'run': 1}), 'from_dict.h5')
@@ -322,7 +322,7 @@ def test_neither_call_imports_tensorflow_without_ptychopinn(tmp_path, plain):
     got = run_python(EXPORT_IMPORT.replace('PLAIN', str(plain)), cwd=tmp_path, pythonpath=fakes)
 
     assert got['after_export'] == [] and got['after_import'] == [], got
-    assert got['type'] == 'ptychopinn_ptychodus.rawdata.PtychoPINNRawData'
+    assert got['type'] == 'ptychopinn_ptychodus.convert.rawdata.PtychoPINNRawData'
     assert got['xcoords_equal'] and got['probe_equal'] and got['metadata'] == {'run': 1}
     assert got['diff3d'] == ['float32', [9, 16, 16]]
 
@@ -346,7 +346,7 @@ def test_plain_keyword_returns_the_plain_object_even_with_ptychopinn(tmp_path):
 
     got = run_python(EXPORT_IMPORT.replace('PLAIN', 'True'), cwd=tmp_path, pythonpath=fakes)
 
-    assert got['type'] == 'ptychopinn_ptychodus.rawdata.PtychoPINNRawData' and not got['fake']
+    assert got['type'] == 'ptychopinn_ptychodus.convert.rawdata.PtychoPINNRawData' and not got['fake']
     assert got['after_import'] == [], f'plain=True imported PtychoPINN or TensorFlow: {got}'
     assert got['xcoords_equal'] and got['metadata'] == {'run': 1}
 
@@ -468,7 +468,7 @@ SNIPPET_PREAMBLE = '''
 import json
 import numpy as np
 from ptycho.raw_data import RawData
-from ptychopinn_ptychodus.sample import simulate
+from ptychopinn_ptychodus.cli.sample import simulate
 
 arrays = simulate(pattern_px=16, scan_side=3)
 my_rawdata = RawData(arrays['xcoords'], arrays['ycoords'], arrays['xcoords_start'], arrays['ycoords_start'],

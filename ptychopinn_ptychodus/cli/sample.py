@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .npz_archive import write_npz
+from ..npz.archive import write_npz
 
 
 def simulate(

@@ -17,15 +17,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .atomic import atomic_output, check_destination
-from .errors import InvalidInputError
-from .geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
-from .metadata import strip_notes
-from .npz_archive import StreamedArray, write_npz
-from .npz_format import COMMENTS_KEY, CONVENTION_KEY, DOMAIN_KEY, NAME_KEY
-from .product_file import H5_ERRORS, RAW_GROUP, Product, RawBundle, open_h5, read_product
-from .quantities import QUANTITIES
-from .stack import Domain, convert_domain, to_source_values
+from ..facts.errors import InvalidInputError
+from ..facts.geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
+from ..facts.quantities import QUANTITIES
+from ..facts.stack import Domain, convert_domain, to_source_values
+from ..npz.archive import StreamedArray, write_npz
+from ..npz.dataset import COMMENTS_KEY, CONVENTION_KEY, DOMAIN_KEY, NAME_KEY
+from ..product.layout import H5_ERRORS, RAW_GROUP, Product, RawBundle, open_h5, read_product
+from ..safeio.atomic import atomic_output, check_destination
+from .resolve import strip_notes
 
 logger = logging.getLogger(__name__)
 #: Rows read at once when restoring a bundled stack.

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..facts.errors import OutputError
 from .cancellation import raise_if_interrupted, signals_held
-from .errors import OutputError
 
 logger = logging.getLogger(__name__)
 

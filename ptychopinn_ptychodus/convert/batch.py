@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import describe_os_error
-from .cancellation import request_interrupt
-from .errors import PtychoPINNError, RunError
+from ..facts.errors import PtychoPINNError, RunError
+from ..facts.quantities import ExportMeta
+from ..safeio.atomic import describe_os_error
+from ..safeio.cancellation import request_interrupt
 from .export import ExportOptions, export_product
-from .quantities import ExportMeta
 
 
 @dataclass(frozen=True)

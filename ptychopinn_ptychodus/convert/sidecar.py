@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .npz_archive import NpzArchive
-from .npz_format import PtychoPINNDataset, ReadOptions, interpret
-from .quantities import ExportMeta, read_json_object
-from .stack import Domain, blocks_for
+from ..facts.quantities import ExportMeta, read_json_object
+from ..facts.stack import Domain, blocks_for
+from ..npz.dataset import PtychoPINNDataset, ReadOptions, interpret
+from ..npz.store import ArchiveStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def open_with_sidecar(
         require_positions=require_positions,
         load_guesses=require_probe,
     )
-    return interpret(NpzArchive(file_path), read), meta
+    return interpret(ArchiveStore(file_path), read), meta
 
 
 def load_intensities(file_path: Path, region: tuple[slice, slice] | None = None) -> np.ndarray:

@@ -13,10 +13,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidInputError
-from .npz_archive import MemberInfo
-from .pattern_reader import PatternReader
-from .stack import DiffractionInfo
+from ..facts.errors import InvalidInputError
+from ..facts.stack import DiffractionInfo
+from .archive import MemberInfo, NpzArchive
+from .patterns import NpzPatternReader, PatternReader
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,6 +38,19 @@ class ArrayStore(Protocol):
     def pattern_reader(self, info: DiffractionInfo) -> PatternReader: ...
 
     def close(self) -> None: ...
+
+
+class ArchiveStore(NpzArchive):
+    """An NPZ archive as the store of a dataset: the archive opens members, the pattern reader streams them.
+
+    The archive (below) only knows zip members and ``.npy`` headers; streaming a
+    stack in blocks is the pattern reader's job (above it), so the two are joined
+    here rather than the archive importing its own consumer.
+    """
+
+    def pattern_reader(self, info: DiffractionInfo) -> PatternReader:
+        """Block access to the stack in member ``info.key``."""
+        return NpzPatternReader(self, info)
 
 
 def read_numeric(store: ArrayStore, key: str, *, kinds: str) -> np.ndarray:

@@ -23,7 +23,7 @@ try:  # zlib-ng: the same zlib streams, about twice as fast
 except ImportError:  # pragma: no cover - optional speed-up
     import zlib as _zlib  # type: ignore[no-redef]
 
-from .cancellation import raise_if_interrupted
+from ..safeio.cancellation import raise_if_interrupted
 
 Compression = Literal['none', 'gzip', 'lzf']
 DEFAULT_COMPRESSION: Compression = 'gzip'

@@ -13,16 +13,14 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
-from .block_io import CORRUPT_ERRORS, byte_view, pread_into, read_into
-from .errors import InvalidInputError
-from .stack import DiffractionInfo, Layout
-
-if TYPE_CHECKING:
-    from .npz_archive import NpzArchive
+from ..facts.errors import InvalidInputError
+from ..facts.stack import DiffractionInfo, Layout
+from ..safeio.blocks import CORRUPT_ERRORS, byte_view, pread_into, read_into
+from .archive import NpzArchive
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,18 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._version import __version__
-from .atomic import describe_os_error
-from .batch import Job, SerialExecutor, convert_many, dask_executor, local_pool, plan_jobs
-from .cancellation import Interrupted
+from .._version import __version__
+from ..convert.batch import Job, SerialExecutor, convert_many, dask_executor, local_pool, plan_jobs
+from ..convert.export import ExportOptions, ExportReport, export_product
+from ..convert.importer import import_product
+from ..convert.sidecar import read_sidecar_file
+from ..facts.errors import PtychoPINNError
+from ..facts.geometry import PositionConvention
+from ..facts.quantities import QUANTITIES, ExportMeta
+from ..facts.stack import Domain, Layout
+from ..npz.dataset import ReadOptions
+from ..safeio.atomic import describe_os_error
+from ..safeio.cancellation import Interrupted
 from .console import (
     ProgressBar,
     package_logging,
@@ -27,14 +35,6 @@ from .console import (
     quiet_unraisable,
     signals_raise,
 )
-from .errors import PtychoPINNError
-from .export import ExportOptions, ExportReport, export_product
-from .geometry import PositionConvention
-from .npz_format import ReadOptions
-from .product_import import import_product
-from .quantities import QUANTITIES, ExportMeta
-from .sidecar import read_sidecar_file
-from .stack import Domain, Layout
 
 PROG = 'convert_to_ptychodus_product'
 EXIT_FAILED = 1

@@ -11,24 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidInputError
-from .geometry import ObjectGrid, derive_detector_pixel_m
-from .npz_format import PtychoPINNDataset
-from .quantities import BY_NAME, QUANTITIES, ExportMeta, in_place
+from ..facts.errors import InvalidInputError
+from ..facts.geometry import ObjectGrid, derive_detector_pixel_m
+from ..facts.quantities import BY_NAME, QUANTITIES, ExportMeta, in_place
+from ..npz.dataset import PtychoPINNDataset
+from ..product.layout import ProductMetadata
 
 NOTE_PREFIX = '[ptychopinn-ptychodus]'
-
-
-@dataclass(frozen=True)
-class ProductMetadata:
-    """Name, comments and the product's root quantities (by canonical name)."""
-
-    name: str = ''
-    comments: str = ''
-    values: dict[str, float] = field(default_factory=dict)
-
-    def value(self, name: str) -> float:
-        return self.values.get(name, 0.0)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .cancellation import Interrupted, clear_interrupts, request_interrupt
+from ..safeio.cancellation import Interrupted, clear_interrupts, request_interrupt
 
 logger = logging.getLogger('ptychopinn_ptychodus')
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import h5py
 
-from .errors import InvalidInputError
+from ..facts.errors import InvalidInputError
 
 #: How long libhdf5 may take to walk a file's metadata in the watchdog child.
 PROBE_SECONDS_VARIABLE = 'PTYCHOPINN_HDF5_PROBE_SECONDS'

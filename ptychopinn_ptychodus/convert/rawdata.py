@@ -24,16 +24,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .array_store import ArrayStore
-from .errors import InvalidInputError
+from ..facts.errors import InvalidInputError
+from ..facts.quantities import ExportMeta
+from ..facts.stack import DiffractionInfo
+from ..npz.archive import MemberInfo
+from ..npz.dataset import ReadOptions, interpret
+from ..npz.patterns import ArrayPatternReader, PatternReader
+from ..npz.store import ArrayStore
+from ..product.layout import read_product
 from .export import ExportOptions, ExportReport, export_dataset
-from .npz_archive import MemberInfo
-from .npz_format import ReadOptions, interpret
-from .pattern_reader import ArrayPatternReader, PatternReader
-from .product_file import read_product
-from .product_import import bundled_amplitudes, normalize_product, npz_arrays_from_product
-from .quantities import ExportMeta
-from .stack import DiffractionInfo
+from .importer import bundled_amplitudes, normalize_product, npz_arrays_from_product
 
 logger = logging.getLogger(__name__)
 

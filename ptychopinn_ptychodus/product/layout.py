@@ -16,16 +16,27 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidInputError
-from .geometry import ObjectGrid
-from .metadata import ProductMetadata
-from .quantities import BY_NAME, Place, in_place
-from .untrusted import check_untrusted_h5
+from ..facts.errors import InvalidInputError
+from ..facts.geometry import ObjectGrid
+from ..facts.quantities import BY_NAME, Place, in_place
+from ..safeio.untrusted import check_untrusted_h5
 
 RAW_GROUP = 'raw_data'
 #: What h5py raises on damaged files.
 H5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
 
+
+
+@dataclass(frozen=True)
+class ProductMetadata:
+    """Name, comments and the product's root quantities (by canonical name)."""
+
+    name: str = ''
+    comments: str = ''
+    values: dict[str, float] = field(default_factory=dict)
+
+    def value(self, name: str) -> float:
+        return self.values.get(name, 0.0)
 
 @dataclass
 class Product:

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_output
-from .npz_archive import StreamedArray, write_npz
-from .npz_format import DOMAIN_KEY
-from .product_file import Product
-from .product_import import npz_arrays_from_product
-from .stack import Domain, convert_domain
+from ..facts.stack import Domain, convert_domain
+from ..npz.archive import StreamedArray, write_npz
+from ..npz.dataset import DOMAIN_KEY
+from ..product.layout import Product
+from ..safeio.atomic import atomic_output
+from .importer import npz_arrays_from_product
 
 logger = logging.getLogger(__name__)
 

@@ -31,11 +31,9 @@ from typing import IO, Any
 import numpy as np
 import numpy.lib.format as npy_format
 
-from .block_io import CORRUPT_ERRORS, read_into
-from .errors import InvalidInputError
-from .pattern_reader import NpzPatternReader
-from .stack import DiffractionInfo
-from .untrusted import check_regular_file
+from ..facts.errors import InvalidInputError
+from ..safeio.blocks import CORRUPT_ERRORS, read_into
+from ..safeio.untrusted import check_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -292,10 +290,6 @@ class NpzArchive:
         with open(self.path, 'rb') as raw:
             raw.seek(offset - info.header_bytes)
             return zlib.crc32(raw.read(info.header_bytes))
-
-    def pattern_reader(self, info: DiffractionInfo) -> NpzPatternReader:
-        """Block access to the stack in member ``info.key``."""
-        return NpzPatternReader(self, info)
 
     def verify_crc(self, key: str) -> None:
         """Read a member through zipfile once, which checks its CRC-32."""

@@ -13,15 +13,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._version import __version__
-from .atomic import atomic_output, check_destination, check_size_limit
-from .chunk_writer import DEFAULT_COMPRESSION, Compression, write_pattern_stack
-from .geometry import ObjectGrid, PositionConvention, fraction_inside, placeholder_object_shape
-from .metadata import ResolvedMeta, resolve_meta
-from .npz_format import PositionChoice, PtychoPINNDataset, open_dataset
-from .product_file import Product, create_h5, write_diffraction_layout, write_product, write_raw_bundle
-from .quantities import ExportMeta, in_place
-from .stack import Domain, Layout, blocks_for, bundle_dtype
+from .._version import __version__
+from ..facts.geometry import ObjectGrid, PositionConvention, fraction_inside, placeholder_object_shape
+from ..facts.quantities import ExportMeta, in_place
+from ..facts.stack import Domain, Layout, blocks_for, bundle_dtype
+from ..npz.dataset import PositionChoice, PtychoPINNDataset, open_dataset
+from ..product.chunks import DEFAULT_COMPRESSION, Compression, write_pattern_stack
+from ..product.layout import Product, create_h5, write_diffraction_layout, write_product, write_raw_bundle
+from ..safeio.atomic import atomic_output, check_destination, check_size_limit
+from .resolve import ResolvedMeta, resolve_meta
 
 #: Patterns are converted in blocks of about this size.
 BLOCK_BYTES = 16 << 20

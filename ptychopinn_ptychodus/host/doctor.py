@@ -6,12 +6,10 @@ where pip cannot place the bridge module into Ptychodus's ``plugins`` folder.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
 import shutil
-import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -200,7 +198,7 @@ def install_bridge(force: bool = False) -> Path:
     target = folder / BRIDGE_NAME
     if target.exists() and not force:
         raise SystemExit(f'{target} already exists (use --force to replace it)')
-    source = Path(__file__).with_name('ptychodus_bridge.py')
+    source = Path(__file__).with_name('bridge.py')
     shutil.copyfile(source, target)
     return target
 
@@ -212,36 +210,3 @@ def remove_bridge() -> Path | None:
         target.unlink()
         return target
     return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='ptychopinn-ptychodus')
-    sub = parser.add_subparsers(dest='command', required=True)
-    sub.add_parser('doctor', help='check that Ptychodus discovers our readers and writers')
-    install = sub.add_parser('install-bridge', help='copy the bridge into Ptychodus (editable installs)')
-    install.add_argument('--force', action='store_true')
-    sub.add_parser('remove-bridge', help='remove a bridge copied by install-bridge')
-    args = parser.parse_args(argv)
-    if args.command == 'install-bridge':
-        print(f'installed {install_bridge(args.force)}; undo with `ptychopinn-ptychodus remove-bridge`')
-        return 0
-    if args.command == 'remove-bridge':
-        removed = remove_bridge()
-        print(f'removed {removed}' if removed else 'no bridge to remove')
-        return 0
-    checks = diagnose()
-    for check in checks:
-        print(f'{"ok  " if check.ok else "FAIL"}  {check.what}')
-        if not check.ok and check.fix:
-            print(f'        fix: {check.fix}')
-    healthy = all(check.ok for check in checks)
-    print(
-        'Ptychodus discovers every PtychoPINN reader and writer.'
-        if healthy
-        else 'Problems found; see the fixes above.'
-    )
-    return 0 if healthy else 1
-
-
-def run() -> None:
-    sys.exit(main())

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .quantities import BY_NAME, in_place
+from ..facts.quantities import BY_NAME, in_place
 
 
 def parameter_names(cls: Any) -> tuple[str, ...]:

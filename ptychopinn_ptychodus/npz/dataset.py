@@ -18,13 +18,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .array_store import ArrayStore, read_coords, read_numeric, read_object, read_probe
-from .errors import AmbiguousLayoutError, InvalidInputError
-from .geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
-from .npz_archive import NpzArchive
-from .pattern_reader import PatternReader, Region
-from .quantities import QUANTITIES
-from .stack import DiffractionInfo, Domain, Layout, convert_domain
+from ..facts.errors import AmbiguousLayoutError, InvalidInputError
+from ..facts.geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
+from ..facts.quantities import QUANTITIES
+from ..facts.stack import DiffractionInfo, Domain, Layout, convert_domain
+from .patterns import PatternReader, Region
+from .store import ArchiveStore, ArrayStore, read_coords, read_numeric, read_object, read_probe
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +231,7 @@ def open_dataset(
         require_positions=require_positions,
         load_guesses=load_guesses,
     )
-    return interpret(NpzArchive(path), options)
+    return interpret(ArchiveStore(path), options)
 
 
 def interpret(store: ArrayStore, options: ReadOptions) -> PtychoPINNDataset:

@@ -1,1 +1,0 @@
-../ptychopinn_ptychodus/ptychodus_bridge.py

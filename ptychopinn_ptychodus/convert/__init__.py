@@ -1,0 +1,1 @@
+"""Conversions and the in-memory API: export, import, metadata resolution, RawData, batches."""

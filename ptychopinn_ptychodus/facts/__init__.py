@@ -1,0 +1,1 @@
+"""What the files mean, without I/O: quantities, geometry, position convention, stacks, errors."""

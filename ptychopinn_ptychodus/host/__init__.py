@@ -1,0 +1,1 @@
+"""The Ptychodus adapter: readers and writers, release differences, doctor, the folder bridge."""

@@ -1,0 +1,1 @@
+"""The PtychoPINN NPZ side: safe archive, checked array reads, streamed patterns, what keys mean."""

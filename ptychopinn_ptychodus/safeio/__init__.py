@@ -1,0 +1,1 @@
+"""Safe file I/O: untrusted-input guards, all-or-nothing output, cancellation, block reads."""
