@@ -70,7 +70,7 @@ SUBCOMMANDS: list[Subcommand] = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description='PtychoPINN data in Ptychodus: tools.')
-    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    sub = parser.add_subparsers(dest='command', required=True)
     for entry in SUBCOMMANDS:
         entry.add_arguments(sub.add_parser(entry.name, help=entry.help, description=entry.help))
     return parser

@@ -23,6 +23,20 @@ class Layout(StrEnum):
     NHW = 'NHW'
     HWN = 'HWN'
     NHW1 = 'NHW1'
+    HNW = 'HNW'  # (H, M, W): accepted by PtychoPINN's exporter, listed in its data contract
+
+
+#: Rank of the stored array for each layout.
+LAYOUT_RANK = {Layout.NHW: 3, Layout.HWN: 3, Layout.NHW1: 4, Layout.HNW: 3}
+
+
+def pattern_axes(layout: Layout, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(patterns, height, width) of a stack of ``shape`` stored in ``layout``."""
+    if layout == Layout.HWN:
+        return shape[2], shape[0], shape[1]
+    if layout == Layout.HNW:
+        return shape[1], shape[0], shape[2]
+    return shape[0], shape[1], shape[2]
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,22 @@ class DiffractionInfo:
             f'{self.key} {self.source_shape} {self.dtype} as {self.layout.value}, '
             f'{self.domain.value} ({self.domain_reason})'
         )
+
+
+def whole_number_verdict(sample: np.ndarray) -> bool | None:
+    """Do these values look like photon counts stored as floats?
+
+    ``True``: every value is a non-negative whole number and some exceed 1 (an
+    amplitude stack, normalised or not, is never all whole numbers).
+    ``False``: some value is fractional or negative. ``None``: whole numbers
+    no larger than 1 (all zeros and ones) -- counts and amplitudes both fit.
+    """
+    if sample.size == 0 or sample.dtype.kind not in 'f':
+        return None
+    finite = sample[np.isfinite(sample)]
+    if finite.size != sample.size or (finite < 0).any() or not np.array_equal(finite, np.rint(finite)):
+        return False
+    return True if float(finite.max()) > 1.0 else None
 
 
 def convert_domain(raw: np.ndarray, source: Domain, domain: Domain, dtype: np.dtype[Any]) -> np.ndarray:
