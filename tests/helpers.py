@@ -246,3 +246,18 @@ def temp_files(folder: Path) -> list[Path]:
 def assert_no_temp_files(folder: Path) -> None:
     left = temp_files(folder)
     assert left == [], f'temporary files left behind: {[str(p) for p in left]}'
+
+
+def our_npz_keys(path: Path) -> dict[str, Any]:
+    """Our keys in an NPZ we wrote: ``_metadata["ptychopinn_ptychodus"]``, read without unpickling.
+
+    Since 0.3 they live in PtychoPINN's ``_metadata`` JSON (a pickled one-string
+    object array, as ``ptycho/metadata.py`` writes it), not as top-level arrays.
+    """
+    from ptychopinn_ptychodus.npz.archive import NpzArchive
+
+    with NpzArchive(path) as archive:
+        metadata = archive.read_metadata('_metadata') or {}
+    ours = metadata.get('ptychopinn_ptychodus')
+    assert isinstance(ours, dict), f'{path} has no ptychopinn_ptychodus entry in _metadata'
+    return ours

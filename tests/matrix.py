@@ -12,7 +12,8 @@ are mostly waiting on disk and network), then the tests run one env at a time.
 Each environment is a venv under ``$MATRIX_VENVS`` (default ``.venvs/``, git-ignored),
 built once and reused while its requirements and interpreter stay the same. Our
 package goes in as a normal wheel (so Ptychodus finds the bridge), after the
-host: the run fails if installing it changed the installed Ptychodus. A
+host: the run fails if installing it changed the installed Ptychodus, or, where
+there is no Ptychodus, if ``import ptychodus`` succeeds after our install. A
 missing interpreter is reported as SKIPPED with where it was looked for.
 """
 
@@ -37,8 +38,9 @@ TESTS = ROOT / 'tests'
 VENVS = Path(os.environ.get('MATRIX_VENVS', ROOT / '.venvs'))
 TEST_TOOLS = ['pytest>=8', 'hypothesis>=6']
 #: What runs where: the plugin promises on older hosts, the core and CLI on newer Pythons.
-HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py']
-PYTHON_TESTS = ['test_core_*.py', 'test_cli.py', 'test_rawdata_api.py', 'test_ptychopinn_exporter_products.py', 'test_streaming.py']
+HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py', 'test_plugin_registry.py', 'test_plugin_doctor.py']
+PYTHON_TESTS = ['test_core_*.py', 'test_cli.py', 'test_rawdata_api.py', 'test_ptychopinn_exporter_products.py', 'test_streaming.py',
+                'test_ptychopinn_flavours.py']
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,10 @@ def prepare(env: Env, interpreter: str, package: Path) -> Path:
     venv = VENVS / env.name
     python = venv / 'bin' / 'python'
     stamp = venv / '.matrix-requirements'
-    key = json.dumps({'python': os.path.realpath(interpreter), 'requirements': env.requirements})
+    key = json.dumps({'python': os.path.realpath(interpreter), 'requirements': env.requirements,
+                      # a host-less venv that once held a <= 0.2.0 wheel keeps the empty ptychodus/
+                      # folder pip leaves behind: rebuild it once so the headless check starts clean
+                      **({} if env.host else {'no-ptychodus-folder': True})})
     if not python.exists() or not stamp.exists() or stamp.read_text() != key:
         shutil.rmtree(venv, ignore_errors=True)
         run([interpreter, '-m', 'venv', str(venv)])
@@ -136,6 +141,10 @@ def prepare(env: Env, interpreter: str, package: Path) -> Path:
     after = host_version(python)
     if before != after or (env.host is not None and after != env.host):
         raise SystemExit(f'{env.name}: Ptychodus was {before} before installing our package and {after} after')
+    if env.host is None:  # issue 18: our install must not make `import ptychodus` succeed
+        probe = subprocess.run([str(python), '-c', 'import ptychodus'], capture_output=True, text=True)
+        if probe.returncode == 0:
+            raise SystemExit(f'{env.name}: `import ptychodus` succeeds after installing our package')
     print(f"{env.name}: Ptychodus {after or 'absent'} unchanged by our install", flush=True)
     return python
 

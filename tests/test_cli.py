@@ -236,17 +236,23 @@ def test_diffraction_domain(sample_npz, run_cli, tmp_path, domain):
         np.testing.assert_array_equal(dset[()], arrays['diff3d'])  # stored as given, labelled as chosen
 
 
-def test_layout_flag_resolves_ambiguity(npz_from_arrays, run_cli, tmp_path):
+def test_m_equals_n_reads_as_nhw_and_layout_flag_overrides(npz_from_arrays, run_cli, tmp_path):
+    # Convention since issue 18: M == N is read as NHW (PtychoPINN's loaders do), with a warning
+    # that names --layout; it used to be refused as ambiguous.
     npz = npz_from_arrays('square.npz', **minimal_arrays(num=16, n=16))
     out = tmp_path / 'out.h5'
 
-    ambiguous = run_cli('--input-npz', npz, '--output-product', out)
-    assert_one_line_failure(ambiguous, absent=[out])
-    assert 'ambiguous' in ambiguous.stderr
+    default = run_cli('--input-npz', npz, '--output-product', out)
+    assert default.returncode == 0, default
+    assert '--layout' in default.stderr
+    with h5py.File(out, 'r') as h5:
+        assert h5['raw_data/diffraction'].attrs['original_axis_order'] == 'NHW'
 
-    resolved = run_cli('--input-npz', npz, '--output-product', out, '--layout', 'NHW')
+    other = tmp_path / 'hwn.h5'
+    resolved = run_cli('--input-npz', npz, '--output-product', other, '--layout', 'HWN')
     assert resolved.returncode == 0, resolved
-    assert out.exists()
+    with h5py.File(other, 'r') as h5:
+        assert h5['raw_data/diffraction'].attrs['original_axis_order'] == 'HWN'
 
 
 def test_reverse_direction(sample_npz, run_cli, tmp_path):

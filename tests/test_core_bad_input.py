@@ -75,15 +75,20 @@ def test_xcoords_and_ycoords_lengths_differ(npz_from_arrays, tmp_path):
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'ycoords', r'\b8\b', r'\b9\b', tmp_path=tmp_path)
 
 
+# Convention since issue 18: more positions than patterns drops the trailing positions (warned,
+# recorded), as PtychoPINN's torch loader does (test_ptychopinn_flavours.py); patterns without a
+# position are still refused.
+
+
 def test_positions_and_patterns_counts_differ(npz_from_arrays, tmp_path):
-    arrays = minimal_arrays(num=9)
-    arrays['diffraction'] = arrays['diffraction'][:7]
+    arrays = minimal_arrays(num=7)
+    arrays['diffraction'] = minimal_arrays(num=9)['diffraction']
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b9\b', tmp_path=tmp_path)
 
 
 def test_positions_and_patterns_counts_differ_with_explicit_layout(npz_from_arrays, tmp_path):
-    arrays = minimal_arrays(num=9)
-    arrays['diffraction'] = arrays['diffraction'][:7]
+    arrays = minimal_arrays(num=7)
+    arrays['diffraction'] = minimal_arrays(num=9)['diffraction']
     expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b7\b', r'\b9\b', tmp_path=tmp_path,
                    layout='NHW')
 
@@ -330,24 +335,40 @@ def test_header_edited_in_place_to_a_bigger_shape(sample_npz, tmp_path):
 # -- layout ----------------------------------------------------------------------------------------
 
 
-def test_ambiguous_layout_and_explicit_choice(npz_from_arrays, tmp_path):
+def test_m_equals_n_is_read_as_nhw_with_a_warning_and_explicit_choice_wins(npz_from_arrays, tmp_path, caplog):
+    # Convention since issue 18: M == N is read as NHW, as PtychoPINN's loaders read it
+    # (ptycho_torch/dataloader.py, RawData); the warning names --layout. It used to be refused.
     arrays = minimal_arrays(num=16, n=16)
     npz = npz_from_arrays('square.npz', **arrays)
 
-    error = expect_invalid(npz, 'ambiguous', 'diffraction', tmp_path=tmp_path)
-    assert isinstance(error, AmbiguousLayoutError)
-
-    out = tmp_path / 'resolved.h5'
-    export_product(npz, out, layout='NHW')
+    out = tmp_path / 'default.h5'
+    with caplog.at_level(logging.WARNING):
+        report = export_product(npz, out)
+    assert any('--layout' in note and 'NHW' in note for note in report.notes), report.notes
+    assert '--layout' in caplog.text
     with h5py.File(out, 'r') as h5:
         np.testing.assert_array_equal(h5['raw_data/diffraction'][()], arrays['diffraction'])
         assert h5['raw_data/diffraction'].attrs['original_axis_order'] == 'NHW'
 
+    resolved = tmp_path / 'resolved.h5'
+    export_product(npz, resolved, layout='HWN')
+    with h5py.File(resolved, 'r') as h5:
+        np.testing.assert_array_equal(h5['raw_data/diffraction'][()], np.moveaxis(arrays['diffraction'], -1, 0))
+        assert h5['raw_data/diffraction'].attrs['original_axis_order'] == 'HWN'
 
-def test_no_axis_matches_the_positions(npz_from_arrays, tmp_path):
-    arrays = minimal_arrays(num=9, n=16)
-    arrays['diffraction'] = np.zeros((5, 16, 16), np.float32)
-    expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b9\b', tmp_path=tmp_path)
+
+def test_two_non_pattern_axes_matching_stays_ambiguous(npz_from_arrays, tmp_path):
+    arrays = minimal_arrays(num=16, n=16)
+    arrays['diffraction'] = np.zeros((8, 16, 16), np.float32)  # (H, M, W) or (H, W, M): cannot tell
+    error = expect_invalid(npz_from_arrays('x.npz', **arrays), 'ambiguous', '--layout', tmp_path=tmp_path)
+    assert isinstance(error, AmbiguousLayoutError)
+
+
+def test_fewer_positions_than_patterns_is_refused(npz_from_arrays, tmp_path):
+    # (More positions than patterns is handled as PtychoPINN does: see test_ptychopinn_flavours.py.)
+    arrays = minimal_arrays(num=5, n=16)
+    arrays['diffraction'] = np.zeros((9, 16, 16), np.float32)
+    expect_invalid(npz_from_arrays('x.npz', **arrays), 'diffraction', r'\b9\b', r'\b5\b', tmp_path=tmp_path)
 
 
 def test_explicit_layout_that_does_not_fit(npz_from_arrays, tmp_path):

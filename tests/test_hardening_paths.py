@@ -117,9 +117,24 @@ def test_destination_is_an_existing_directory(run_cli, inputs, tmp_path, directi
 
 @pytest.mark.parametrize('direction', DIRECTIONS)
 def test_destination_folder_missing(run_cli, inputs, tmp_path, direction):
+    """Convention since issue 20: the CLI creates a missing folder, as the Python API does, and says so."""
     dest = tmp_path / 'missing-folder' / f'out{_suffix(direction)}'
     result = run_cli(*_args(direction, inputs[direction], dest))
-    assert_one_line_failure(result, names=[str(dest)], absent=[dest.parent])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == f'convert_to_ptychodus_product: created folder {dest.parent}'
+    assert dest.is_file()
+    assert_no_temp_files(tmp_path)
+
+
+@pytest.mark.parametrize('direction', DIRECTIONS)
+def test_destination_folder_cannot_be_created(run_cli, inputs, tmp_path, direction):
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('keep')
+    dest = blocker / 'sub' / f'out{_suffix(direction)}'
+    result = run_cli(*_args(direction, inputs[direction], dest))
+    line = assert_one_line_failure(result, names=[str(dest)])
+    assert 'cannot create folder' in line, line
+    assert blocker.read_text() == 'keep'
     assert_no_temp_files(tmp_path)
 
 

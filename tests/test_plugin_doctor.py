@@ -8,6 +8,7 @@ environment: the bridge-copy commands are pointed at ``tmp_path``.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,10 +49,27 @@ def test_doctor_reports_every_plugin_registered(healthy, entry):
 
 
 def test_doctor_names_the_bridge_it_checked(healthy):
-    import ptychodus.plugins
+    """The bridge is where Ptychodus's own scan finds it: our folder, added by the .pth hook."""
+    bridge = Path(doctor.pth_hook.__file__).with_name('ptychodus_plugins') / doctor.BRIDGE_NAME
+    assert bridge.is_file()
+    assert f"ok    Ptychodus's plugin scan lists the bridge module {bridge} (added by the plugin hook)" in healthy.stdout
+    pth = doctor.hook_file()
+    assert pth is not None and f'ok    plugin hook {pth} active' in healthy.stdout
 
-    bridge = Path(list(ptychodus.plugins.__path__)[0]) / doctor.BRIDGE_NAME
-    assert f'bridge module {bridge} present' in healthy.stdout
+
+def test_doctor_fails_when_the_pth_hook_did_not_run(tmp_path):
+    """As under ``python -S`` or an interpreter that skips site-packages .pth files: doctor must say so."""
+    code = ('import sys; sys.meta_path[:] = [f for f in sys.meta_path '
+            'if getattr(f, "__name__", "") != "PluginPathFinder"]; '
+            'from ptychopinn_ptychodus.cli.tool import main; sys.exit(main(["doctor"]))')
+    environment = {k: v for k, v in os.environ.items() if k != 'PTYCHOPINN_PTYCHODUS_DISABLE'}
+    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith('FAIL') and 'did not run in this interpreter' in line for line in lines), result.stdout
+    assert any(line.startswith('FAIL') and 'plugin scan does not list' in line for line in lines), result.stdout
+    assert any(line.startswith('FAIL') and 'NOT registered' in line for line in lines), result.stdout
 
 
 def test_doctor_fails_when_ptychodus_does_not_see_the_plugins(tmp_path):
@@ -77,12 +95,41 @@ def test_install_bridge_works_from_the_installed_wheel(tmp_path, monkeypatch):
     monkeypatch.setattr(doctor, 'plugins_folder', lambda: tmp_path)
     target = doctor.install_bridge(force=False)
     assert target == tmp_path / doctor.BRIDGE_NAME
-    import ptychodus.plugins
-
-    installed = Path(list(ptychodus.plugins.__path__)[0]) / doctor.BRIDGE_NAME
-    assert target.read_bytes() == installed.read_bytes()
+    installed = doctor.bridge_location()
+    assert installed is not None and target.read_bytes() == installed.read_bytes()
     with pytest.raises(SystemExit):
         doctor.install_bridge(force=False)  # refuses to overwrite without --force
     assert doctor.remove_bridge() == target
     assert not target.exists()
     assert doctor.remove_bridge() is None
+
+
+DOC = Path(__file__).resolve().parents[1] / 'docs' / 'installation.md'
+
+
+def _blocks(language: str) -> list[str]:
+    text = DOC.read_text()
+    return re.findall(rf'^```{language}\n(.*?)^```', text, flags=re.S | re.M)
+
+
+def test_installation_page_console_blocks_run_as_shown(tmp_path):
+    """Every ``$`` command of docs/installation.md runs here; the lines shown appear, in order."""
+    blocks = _blocks('console')
+    assert blocks, f'{DOC} has no console block'
+    for block in blocks:
+        command, *shown = block.splitlines()
+        assert command.startswith('$ ptychopinn-ptychodus '), command
+        result = run_doctor(tmp_path, *command.split()[2:])
+        assert result.returncode == 0, result.stdout + result.stderr
+        actual = iter(result.stdout.splitlines())
+        for line in (s for s in shown if s != '...'):
+            assert any(a == line for a in actual), f'{line!r} not in order in:\n{result.stdout}'
+
+
+def test_installation_page_python_blocks_run(tmp_path):
+    blocks = _blocks('python')
+    assert blocks, f'{DOC} has no python block'
+    for block in blocks:
+        result = subprocess.run([sys.executable, '-c', block], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, block + result.stderr

@@ -1,15 +1,18 @@
 """Ptychodus discovers our readers and writers through its own plugin loader, exactly once.
 
 Everything here goes through ``PluginRegistry.load_plugins()`` of the installed
-Ptychodus, which imports the modules of ``ptychodus/plugins/`` -- among them the
-bridge our wheel installs there -- so these tests need a normal (non-editable)
-install of the package.
+Ptychodus, which imports the modules on ``ptychodus.plugins.__path__`` -- among
+them the bridge, whose folder our wheel's ``.pth`` hook adds to that path -- so
+these tests need a normal (non-editable) install of the package.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import pkgutil
 import re
+import subprocess
+import sys
 import sysconfig
 from collections import Counter
 from pathlib import Path
@@ -88,7 +91,10 @@ def test_each_entry_is_found_by_ptychodus_lookup(registry, entry):
         assert by_simple.simple_name == entry.simple_name
         assert by_simple.display_name == entry.display_name
     # The registered strategy is an instance of the class PLUGINS names.
-    strategy = getattr(registry, entry.chooser).get_strategy_by_name(entry.simple_name)
+    # Plugin.strategy, not get_strategy_by_name: the latter is missing in Ptychodus 1.5.1.
+    found = getattr(registry, entry.chooser).find_plugin(entry.simple_name)
+    assert found is not None
+    strategy = found.strategy
     assert type(strategy) is entry.factory
 
 
@@ -150,23 +156,52 @@ def test_entry_point_first_then_bridge_registers_nothing_twice():
     assert _ours_in(registry) == _expected_per_chooser()
 
 
-def test_bridge_module_is_installed_in_ptychodus_plugins_folder():
+def _scan() -> dict[str, Path]:
+    """What Ptychodus's ``load_plugins`` (1.5.1, 1.6.0, 1.7.0) walks: module name -> folder."""
     import ptychodus.plugins
 
-    folders = [Path(p) for p in ptychodus.plugins.__path__]
-    assert any((folder / BRIDGE_NAME).is_file() for folder in folders), folders
+    return {info.name: Path(info.module_finder.path)  # type: ignore[union-attr]
+            for info in pkgutil.iter_modules(ptychodus.plugins.__path__, 'ptychodus.plugins.')}
 
 
-def test_wheel_record_lists_the_bridge_so_pip_uninstall_removes_it():
+def test_ptychodus_scan_lists_the_bridge_from_our_folder_not_from_ptychodus():
+    """The ``.pth`` hook adds our folder to the scan; nothing of ours sits in Ptychodus's folder."""
+    import ptychodus.plugins
+
+    host_folder = Path(list(ptychodus.plugins.__path__)[0]).resolve()
+    ours = (Path(ptychopinn_ptychodus.__file__).parent / 'host' / 'ptychodus_plugins').resolve()
+    assert _scan()[BRIDGE_MODULE].resolve() == ours
+    assert not (host_folder / BRIDGE_NAME).exists(), 'a bridge copy sits in Ptychodus (install-bridge?)'
+    assert sorted(p.name for p in ours.glob('*.py')) == [BRIDGE_NAME]  # nothing else is scanned
+
+
+def test_bridge_stays_on_the_scan_path_after_invalidate_caches():
+    """Python >= 3.12 recomputes a namespace path on invalidate_caches; our plain list does not forget."""
+    import importlib
+
+    importlib.invalidate_caches()
+    assert BRIDGE_MODULE in _scan()
+
+
+def test_wheel_record_has_no_file_under_ptychodus():
+    """A file there would make ``import ptychodus`` succeed where Ptychodus is absent (issue 18)."""
     files = importlib.metadata.files(DISTRIBUTION)
     assert files is not None, f'{DISTRIBUTION} has no RECORD'
-    target = f'ptychodus/plugins/{BRIDGE_NAME}'
-    (recorded,) = [f for f in files if f.as_posix() == target]
-    import ptychodus.plugins
+    assert not [f for f in files if f.as_posix().startswith('ptychodus/')]
 
+
+@pytest.mark.parametrize('target', [
+    'ptychopinn_ptychodus_hook.pth',
+    '_ptychopinn_ptychodus_hook.py',
+    f'ptychopinn_ptychodus/host/ptychodus_plugins/{BRIDGE_NAME}',
+])
+def test_wheel_record_lists_the_hook_and_bridge_so_pip_uninstall_removes_them(target):
+    files = importlib.metadata.files(DISTRIBUTION)
+    assert files is not None, f'{DISTRIBUTION} has no RECORD'
+    (recorded,) = [f for f in files if f.as_posix() == target]
     located = Path(recorded.locate()).resolve()
     assert located.is_file()
-    assert located.parent == Path(list(ptychodus.plugins.__path__)[0]).resolve()
+    assert located.is_relative_to(Path(sysconfig.get_paths()['purelib']).resolve())
     # pip only removes what RECORD describes correctly: the hash must match the file on disk.
     assert recorded.hash is not None
     import base64
@@ -175,6 +210,16 @@ def test_wheel_record_lists_the_bridge_so_pip_uninstall_removes_it():
     digest = base64.urlsafe_b64encode(hashlib.new(recorded.hash.mode, located.read_bytes()).digest())
     assert digest.rstrip(b'=').decode() == recorded.hash.value
     assert recorded.size == located.stat().st_size
+
+
+def test_pth_line_imports_only_the_tiny_hook():
+    """site.py runs the line in every Python of the environment: it must not import our package."""
+    (pth,) = [f for f in importlib.metadata.files(DISTRIBUTION) or () if f.name == 'ptychopinn_ptychodus_hook.pth']
+    lines = Path(pth.locate()).read_text().splitlines()
+    assert lines == ['import _ptychopinn_ptychodus_hook; _ptychopinn_ptychodus_hook.install()']
+    code = 'import sys; print(sorted(m for m in sys.modules if "ptycho" in m))'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['_ptychopinn_ptychodus_hook']"
 
 
 def test_wheel_declares_the_entry_point_the_bridge_loads():

@@ -1,10 +1,11 @@
 """Broken third-party ``ptychodus.plugins`` entry points must not stop Ptychodus from starting.
 
 Ptychodus 1.7 aborts ``PluginRegistry.load_plugins()`` -- and so its whole
-start-up -- when a module in ``ptychodus/plugins/`` raises anything but
+start-up -- when a module on ``ptychodus.plugins.__path__`` raises anything but
 ``ModuleNotFoundError`` on import or anything but ``AttributeError`` from
-``register_plugins``. Our bridge sits in that folder and runs *other*
-distributions' entry points, so it must contain their failures.
+``register_plugins``. Our bridge is such a module (its folder added to that
+path by our ``.pth`` hook) and runs *other* distributions' entry points, so it
+must contain their failures.
 
 Each test installs a throw-away distribution (a folder with modules and a
 ``*.dist-info`` holding ``METADATA`` and ``entry_points.txt``) that only a

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import product_pixels, ptychopinn_offset
+from helpers import our_npz_keys, product_pixels, ptychopinn_offset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ptychodus.api.geometry import PixelGeometry
@@ -109,13 +109,13 @@ def assert_same_product(back: Product, source: Product, *, check_metadata: bool 
 def check_written_npz(path: Path, source: Product) -> dict[str, np.ndarray]:
     """Plain numpy, no pickle: what PtychoPINN itself would load."""
     with np.load(path, allow_pickle=False) as z:
-        arrays = {key: z[key] for key in z.files}
+        arrays = {key: z[key] for key in z.files if key != '_metadata'}  # _metadata: one pickled str
     # PtychoPINN convention: Ptychodus's object pixel (ObjectGeometry.map_probe_positions_to_object_*_px)
     # plus N // 2 - (N - 1) / 2 = 0.5 for these even probes -- unlike Ptychodus's own
     # save_ptychopinn_training_data, which writes the object pixel itself (identity).
     x_px, y_px = product_pixels(source)
     probe_height, probe_width = np.asarray(source.probes.get_array()).shape[-2:]
-    assert str(arrays['position_convention']) == 'ptychopinn'
+    assert our_npz_keys(path)['position_convention'] == 'ptychopinn'
     np.testing.assert_allclose(arrays['xcoords'], x_px + ptychopinn_offset(probe_width), rtol=0, atol=1e-9)
     np.testing.assert_allclose(arrays['ycoords'], y_px + ptychopinn_offset(probe_height), rtol=0, atol=1e-9)
     np.testing.assert_array_equal(arrays['objectGuess'], np.asarray(source.object_.get_layer(0)))

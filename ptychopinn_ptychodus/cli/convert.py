@@ -20,13 +20,13 @@ from .._version import __version__
 from ..convert.batch import Job, SerialExecutor, convert_many, dask_executor, local_pool, plan_jobs
 from ..convert.export import ExportOptions, ExportReport, export_product
 from ..convert.importer import import_product
-from ..convert.sidecar import read_sidecar_file
+from ..convert.sidecar import find_sidecar, read_sidecar_file
 from ..facts.errors import PtychoPINNError
 from ..facts.geometry import PositionConvention
 from ..facts.quantities import QUANTITIES, ExportMeta
 from ..facts.stack import Domain, Layout
 from ..npz.dataset import ReadOptions
-from ..safeio.atomic import describe_os_error
+from ..safeio.atomic import create_folder, describe_os_error
 from ..safeio.cancellation import Interrupted
 from .console import (
     ProgressBar,
@@ -206,10 +206,11 @@ def meta_from_args(args: argparse.Namespace) -> ExportMeta:
     ``position_convention``) fill the matching flags that were not given.
     """
     meta = ExportMeta()
-    if args.metadata_json:
-        meta, options = read_sidecar_file(args.metadata_json)
+    sidecar = _sidecar_of(args)
+    if sidecar is not None:
+        meta, options = read_sidecar_file(sidecar)
         ReadOptions.parse(  # the core's check of the values, naming the sidecar
-            args.metadata_json,
+            sidecar,
             domain=options.get('diffraction_domain'),
             positions=options.get('positions'),
             layout=options.get('layout'),
@@ -225,6 +226,26 @@ def meta_from_args(args: argparse.Namespace) -> ExportMeta:
     }
     texts = {key: getattr(args, key) for key in ('name', 'comments') if getattr(args, key) is not None}
     return meta.overlay(ExportMeta.from_mapping({**texts, **values}, source='command line'))
+
+
+def _sidecar_of(args: argparse.Namespace) -> Path | None:
+    """``--metadata-json``, else the sidecar next to a single input, found as the plugin finds it.
+
+    The same file must give the same product from the command line and from the
+    Ptychodus file dialog, which can only find metadata next to the dataset.
+    """
+    if args.metadata_json:
+        return Path(args.metadata_json)
+    inputs = args.input_npz or []
+    if len(inputs) != 1:
+        return None
+    found = find_sidecar(inputs[0])  # the plugin's own choice of sidecar (name rules in convert/sidecar.py)
+    if found is None:
+        return None
+    if not args.quiet:
+        print(f'{PROG}: reading metadata from {found} (next to the input, as the plugin does)',
+              file=sys.stderr)
+    return found
 
 
 def _export_options(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
@@ -270,6 +291,27 @@ def _plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> lis
         return plan_jobs(inputs, args.output_dir or Path('.'), write_diffraction=args.write_diffraction_file)
     except ValueError as exc:
         parser.error(str(exc))
+
+
+def _create_output_folders(jobs: list[Job], args: argparse.Namespace) -> None:
+    """Missing output folders are created (as the Python API does), and the user is told."""
+    for job in jobs:
+        for dest in (job.output_product, job.output_diffraction):
+            if dest is not None:
+                created = create_folder(dest)
+                if created is not None and not args.quiet:
+                    print(f'{PROG}: created folder {created}', file=sys.stderr)
+
+
+def _refuse_npz_product(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A product is HDF5: writing it under an ``.npz`` name would mislead every later reader."""
+    for flag, dest in (('--output-product', args.output_product), ('--output-diffraction',
+                                                                   args.output_diffraction)):
+        if dest is not None and Path(dest).suffix.lower() == '.npz':
+            parser.error(
+                f'{flag} {dest}: this output is HDF5, so name it .h5 '
+                '(to write an NPZ from a product use --input-product PRODUCT.h5 --output-npz OUT.npz)'
+            )
 
 
 def _print_inspection(report: ExportReport, job: Job) -> None:
@@ -364,6 +406,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error('use either --input-npz or --input-product')
         if args.output_npz is None:
             parser.error('--input-product needs --output-npz')
+        created = create_folder(args.output_npz)
+        if created is not None and not args.quiet:
+            print(f'{PROG}: created folder {created}', file=sys.stderr)
         result = import_product(
             args.input_product,
             args.output_npz,
@@ -378,12 +423,15 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error('--input-npz (or --input-product) is required')
     if args.jobs < 1:
         parser.error('--jobs must be at least 1')
+    _refuse_npz_product(args, parser)
     meta = meta_from_args(args)
     jobs = _plan_jobs(args, parser)
     if args.inspect:
+        logger.setLevel(logging.ERROR)  # the notes are part of the printed inspection: not twice
         for job in jobs:
             _print_inspection(run_job(job, args, meta), job)
         return 0
+    _create_output_folders(jobs, args)
     if len(jobs) == 1:
         report = run_job(jobs[0], args, meta)
         if not args.quiet:
@@ -417,7 +465,9 @@ def _run_batch(jobs: list[Job], args: argparse.Namespace, meta: ExportMeta) -> i
             print(f'ok      {result.summary}')
         else:
             failed += 1
-            print(f'FAILED  {result.input_npz}: {result.error}')
+            error = result.error or ''
+            named = error.startswith(f'{result.input_npz}: ')  # our errors already name the file
+            print(f'FAILED  {error if named else f"{result.input_npz}: {error}"}')
     print(f'{len(jobs) - failed} of {len(jobs)} converted')
     if failed:
         print(f'{PROG}: error: {failed} of {len(jobs)} files failed', file=sys.stderr)

@@ -13,9 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..convert.sidecar import sidecar_path
 from ..host.compat import find_strategy, host_object_pixels, host_pixel_offset, position_arrays
 from .convert import main as convert
 from .sample import write_sample
+
+#: The experiment's metadata, as the sidecar ``<stem>.json`` next to the NPZ (the file dialog's only source).
+DEMO_METADATA = {
+    'object_pixel_size_m': 5e-8,
+    'photon_energy_eV': 8000.0,
+    'detector_distance_m': 2.0,
+    'object_center_x_m': 1e-6,
+    'object_center_y_m': -0.7e-6,
+}
 
 
 def preview(product_path: Path, png_path: Path) -> None:
@@ -36,7 +46,7 @@ def preview(product_path: Path, png_path: Path) -> None:
         1e6 * (geometry.minimum_y_m + geometry.height_m),
         1e6 * geometry.minimum_y_m,
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.4), constrained_layout=True)
     for ax, image, title in (
         (axes[0], np.abs(obj), 'object amplitude'),
         (axes[1], np.angle(obj), 'object phase (rad)'),
@@ -52,7 +62,7 @@ def preview(product_path: Path, png_path: Path) -> None:
     _, x_m, y_m = position_arrays(product.probe_positions)
     x_um, y_um = 1e6 * x_m, 1e6 * y_m
     axes[3].plot(x_um, y_um, '.-', color='tab:orange', markersize=3, linewidth=0.5)
-    axes[3].set_title(f'{len(x_um)} positions as Ptychodus places them')
+    axes[3].set_title(f'{len(x_um)} scan positions (Ptychodus)')
     fig.suptitle(f'{product.metadata.name}: Ptychodus product from a PtychoPINN NPZ')
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
@@ -102,6 +112,8 @@ def registry_report(npz_path: Path) -> list[str]:
     from ptychodus.api.plugins import PluginRegistry
 
     logging.getLogger('ptychodus').setLevel(logging.ERROR)
+    # the conversion above already showed this file's notes: reading it again must not repeat them
+    logging.getLogger('ptychopinn_ptychodus').setLevel(logging.ERROR)
     registry = PluginRegistry.load_plugins()
     lines = []
     reader = find_strategy(registry.diffraction_file_readers, 'PtychoPINN_NPZ')
@@ -130,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     product = out / 'sample_product.h5'
     diffraction = out / 'sample_diffraction.h5'
     png = out / 'sample_preview.png'
-    write_sample(npz, pattern_px=64, scan_side=10, step_px=8)
+    write_sample(npz, pattern_px=64, scan_side=10, step_px=8, object_kind='star')
     print(f'1. simulated PtychoPINN dataset: {npz}')
+    sidecar = sidecar_path(npz)  # the name the plugin and the converter look for
+    sidecar.write_text(json.dumps(DEMO_METADATA, indent=1))
+    print(f'   its metadata: {sidecar} (read by the converter and by Ptychodus\'s file dialog alike)')
     code = convert(
         [
             '--input-npz',
@@ -143,15 +158,6 @@ def main(argv: list[str] | None = None) -> int:
             '--overwrite',
             '--name',
             'demo',
-            '--object-pixel-size-m',
-            '5e-8',
-            '--probe-energy-eV',
-            '8000',
-            '--detector-distance-m',
-            '2.0',
-            '--object-center-x-m',
-            '1e-6',
-            '--object-center-y-m=-0.7e-6',
         ]
     )
     if code:
@@ -161,18 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f'3. {line}')
     preview(product, png)
     print(f'4. preview: {png}')
-    sidecar = npz.with_suffix('.json')  # what the plugin reads next to the NPZ
-    sidecar.write_text(
-        json.dumps(
-            {
-                'object_pixel_size_m': 5e-8,
-                'photon_energy_eV': 8000.0,
-                'detector_distance_m': 2.0,
-                'object_center_x_m': 1e-6,
-                'object_center_y_m': -0.7e-6,
-            }
-        )
-    )
     for line in registry_report(npz):
         print(f'5. {line}')
     return 0

@@ -27,17 +27,25 @@ def simulate(
     probe_modes: int = 1,
     photons: float = 1e5,
     seed: int = 0,
+    object_kind: Literal['checkerboard', 'star'] = 'checkerboard',
 ) -> dict[str, np.ndarray]:
-    """Arrays of a canonical dataset: NHW float32 amplitudes, 2D (or modal) probe."""
+    """Arrays of a canonical dataset: NHW float32 amplitudes, 2D (or modal) probe.
+
+    ``object_kind='star'`` (the demo's) is a Siemens star, the usual resolution
+    target, with a smooth phase; the checkerboard stays the tests' object.
+    """
     rng = np.random.default_rng(seed)
     n = pattern_px
     margin = n // 2 + 2
     span = step_px * (scan_side - 1)
     height, width = span + 2 * margin + 3, span + 2 * margin  # deliberately not square
     yy, xx = np.mgrid[:height, :width]
-    phase = 0.8 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
-    amplitude = 0.7 + 0.3 * ((xx // 8 + yy // 8) % 2)
-    obj = (amplitude * np.exp(1j * phase)).astype(np.complex64)
+    if object_kind == 'star':
+        obj = siemens_star(height, width)
+    else:
+        phase = 0.8 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+        amplitude = 0.7 + 0.3 * ((xx // 8 + yy // 8) % 2)
+        obj = (amplitude * np.exp(1j * phase)).astype(np.complex64)
 
     py, px = np.mgrid[:n, :n] - (n - 1) / 2
     radius = np.hypot(px, py)
@@ -73,6 +81,23 @@ def simulate(
         'ycoords_start': ycoords + jitter[1],
         'scan_index': np.zeros(num, dtype=np.int64),
     }
+
+
+def siemens_star(height: int, width: int, spokes: int = 18) -> np.ndarray:
+    """A Siemens star: absorbing/phase-shifting spokes on a thin film, softened at the edges.
+
+    A formula rather than an image from scikit-image, so the demo needs no extra
+    dependency; the spokes' phase follows their amplitude as for one material.
+    """
+    yy, xx = np.mgrid[:height, :width]
+    dy, dx = yy - (height - 1) / 2, xx - (width - 1) / 2
+    radius = np.hypot(dx, dy) / (0.45 * min(height, width))
+    spoke = 0.5 + 0.5 * np.tanh(4.0 * np.cos(spokes * np.arctan2(dy, dx)))
+    inside = 0.5 - 0.5 * np.tanh((radius - 1.0) * 12.0)
+    material = spoke * inside * (radius > 0.06)
+    amplitude = 1.0 - 0.45 * material
+    phase = -1.2 * material + 0.3 * np.exp(-(radius**2) / 2.0)
+    return (amplitude * np.exp(1j * phase)).astype(np.complex64)
 
 
 def write_sample(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..facts.errors import PtychoPINNError
 from ..host import doctor
+from . import training
 
 PROG = 'ptychopinn-ptychodus'
 
@@ -65,6 +66,8 @@ SUBCOMMANDS: list[Subcommand] = [
                _force_argument, _run_install_bridge),
     Subcommand('remove-bridge', 'remove a bridge copied by install-bridge',
                _no_arguments, _run_remove_bridge),
+    Subcommand('training-data', 'one PtychoPINN training NPZ from any files Ptychodus reads',
+               training.add_arguments, training.run),
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,14 @@ import h5py
 import numpy as np
 
 from .._version import __version__
+from ..facts.errors import InvalidInputError
 from ..facts.geometry import ObjectGrid, PositionConvention, fraction_inside, placeholder_object_shape
 from ..facts.quantities import ExportMeta, in_place
 from ..facts.stack import Domain, Layout, blocks_for, bundle_dtype
 from ..npz.dataset import PositionChoice, PtychoPINNDataset, open_dataset
 from ..product.chunks import DEFAULT_COMPRESSION, Compression, write_pattern_stack
 from ..product.layout import Product, create_h5, write_diffraction_layout, write_product, write_raw_bundle
-from ..safeio.atomic import atomic_output, check_destination, check_size_limit
+from ..safeio.atomic import atomic_outputs, check_destination, check_distinct, check_size_limit
 from .resolve import ResolvedMeta, resolve_meta
 
 #: Patterns are converted in blocks of about this size.
@@ -123,6 +123,7 @@ def export_product(
     options: an :class:`ExportOptions`; any of its fields may also be given as keywords.
     """
     opts = ExportOptions.build(options, option_values)
+    check_distinct((output_product, opts.diffraction_output), inputs=(Path(input_npz),))
     with open_dataset(
         input_npz,
         domain=opts.domain,
@@ -130,8 +131,13 @@ def export_product(
         position_convention=opts.position_convention,
         layout=opts.layout,
         require_probe=output_product is not None,
-        require_diffraction=opts.diffraction_output is not None,
     ) as dataset:
+        if opts.diffraction_output is not None and dataset.diffraction is None:
+            raise InvalidInputError(
+                dataset.path,
+                'has no diffraction stack (diffraction or diff3d), so no diffraction file can be written: '
+                'drop --output-diffraction (a reconstruction-only file still gives a product)',
+            )
         return export_dataset(dataset, output_product, meta or ExportMeta(), opts)
 
 
@@ -142,6 +148,7 @@ def export_dataset(
     opts: ExportOptions,
 ) -> ExportReport:
     """Write the outputs of an open dataset (from a file or from memory)."""
+    check_distinct((output_product, opts.diffraction_output), inputs=(dataset.path,))
     if not opts.dry_run:
         for dest in (output_product, opts.diffraction_output):
             if dest is not None:
@@ -153,19 +160,20 @@ def export_dataset(
     product = assemble_product(dataset, resolved) if dataset.probe is not None else None
     report = _report(dataset, output_product, opts, resolved, product)
     if opts.dry_run:
-        return report
+        return report  # --inspect: a probe/pattern size mismatch is only a warning (a dataset note)
+    if output_product is not None:
+        dataset.require_matching_probe()  # Ptychodus would reconstruct with this probe and these patterns
     _check_sizes(dataset, output_product, opts, product, bundle)
     info = dataset.diffraction
     stacks = (output_product is not None and bundle) + (opts.diffraction_output is not None)
     update = opts.progress(info.num_patterns * stacks) if opts.progress and info and stacks else None
-    with ExitStack() as outputs:
+    dests = [dest for dest in (output_product, opts.diffraction_output) if dest is not None]
+    with atomic_outputs(dests, overwrite=opts.overwrite) as temps:  # published together or not at all
         if output_product is not None:
             assert product is not None
-            tmp = outputs.enter_context(atomic_output(output_product, overwrite=opts.overwrite))
-            _write_product_file(tmp, dataset, product, bundle=bundle, opts=opts, progress=update)
+            _write_product_file(temps[0], dataset, product, bundle=bundle, opts=opts, progress=update)
         if opts.diffraction_output is not None:
-            tmp = outputs.enter_context(atomic_output(opts.diffraction_output, overwrite=opts.overwrite))
-            _write_diffraction_file(tmp, dataset, resolved, opts=opts, progress=update)
+            _write_diffraction_file(temps[-1], dataset, resolved, opts=opts, progress=update)
     return report
 
 

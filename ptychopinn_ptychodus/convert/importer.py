@@ -7,6 +7,7 @@ product's positions they are used verbatim, so a round trip is bit-exact.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -21,9 +22,9 @@ from ..facts.errors import InvalidInputError
 from ..facts.geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
 from ..facts.quantities import QUANTITIES
 from ..facts.stack import Domain, convert_domain, to_source_values
-from ..npz.archive import StreamedArray, write_npz
-from ..npz.dataset import COMMENTS_KEY, CONVENTION_KEY, DOMAIN_KEY, NAME_KEY
-from ..product.layout import H5_ERRORS, RAW_GROUP, Product, RawBundle, open_h5, read_product
+from ..npz.archive import StreamedArray, metadata_array, write_npz
+from ..npz.dataset import COMMENTS_KEY, CONVENTION_KEY, DOMAIN_KEY, NAME_KEY, OUR_METADATA_KEY
+from ..product.layout import H5_ERRORS, RAW_GROUP, Product, RawBundle, bundle_rows, open_h5, read_product
 from ..safeio.atomic import atomic_output, check_destination
 from .resolve import strip_notes
 
@@ -111,11 +112,34 @@ def npz_arrays_from_product(
         arrays['scan_index'] = bundle.scan_index
     else:
         arrays['scan_index'] = np.zeros(num, dtype=np.int64)
+    ours: dict[str, Any] = {}
     if bundle is not None:
-        arrays.update(_bundle_arrays(bundle))
-    arrays.update(quantity_arrays(product))
-    arrays[CONVENTION_KEY] = np.asarray(mapping.convention.value)
+        arrays.update(_bundle_arrays(bundle, ours))
+    ours.update(quantity_values(product))
+    ours[CONVENTION_KEY] = mapping.convention.value
+    source_meta = arrays.pop('_metadata', None)
+    arrays['_metadata'] = metadata_with_ours(None if source_meta is None else str(source_meta), ours)
     return arrays, notes
+
+
+def metadata_with_ours(source_json: str | None, ours: dict[str, Any]) -> np.ndarray:
+    """PtychoPINN's ``_metadata`` (a pickled one-string object array) carrying our keys in our namespace.
+
+    Our keys live under :data:`OUR_METADATA_KEY` rather than at the top level of
+    the NPZ, because PtychoPINN's tools (``scripts/tools/split_dataset_tool.py``
+    and friends) index ``shape[0]`` of every top-level array. The source's own
+    metadata, if any, is kept as it was around our key.
+    """
+    metadata: dict[str, Any] = {}
+    if source_json is not None:
+        try:
+            parsed = json.loads(source_json)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            metadata = parsed
+    metadata[OUR_METADATA_KEY] = ours
+    return metadata_array(json.dumps(metadata))
 
 
 def product_mapping(product: Product, convention: PositionConvention | str | None = None) -> PositionMapping:
@@ -143,7 +167,7 @@ def normalize_product(product: Product, bundle: RawBundle | None) -> list[str]:
     are not a permutation of ``0..M-1`` (duplicates, gaps) are renumbered in
     file order, since Ptychodus pairs positions with patterns by index value.
     """
-    notes: list[str] = []
+    notes: list[str] = list(product.notes)
     num = len(product.position_x_m)
     if is_ptychopinn_export(product):
         if bundle is not None and bundle.xcoords.shape == (num,) and bundle.ycoords.shape == (num,):
@@ -218,14 +242,14 @@ def _agree(exact: np.ndarray | None, mapped: np.ndarray, tolerance_px: float) ->
     )
 
 
-def _bundle_arrays(bundle: RawBundle) -> Arrays:
+def _bundle_arrays(bundle: RawBundle, ours: dict[str, Any]) -> Arrays:
     arrays: Arrays = {}
     if 'bad_pixels' in bundle.extras:
         arrays['bad_pixels'] = bundle.extras['bad_pixels']
     if bundle.diffraction is not None:
         key, stream = restore_stack(bundle)
         arrays[key] = stream
-        arrays[DOMAIN_KEY] = np.asarray(_source_dtype(bundle)[1].value)
+        ours[DOMAIN_KEY] = _source_dtype(bundle)[1].value
     if bundle.metadata_json is not None:
         arrays['_metadata'] = np.asarray(bundle.metadata_json)
     return arrays
@@ -293,7 +317,7 @@ def restore_stack(bundle: RawBundle) -> tuple[str, StreamedArray]:
             stored = read_rows(dset, start, start + rows)
             yield start, to_source_values(stored, stored_domain, source_domain, dtype)
 
-    return key, StreamedArray(shape=tuple(dset.shape), dtype=dtype, blocks=blocks())
+    return key, StreamedArray(shape=tuple(dset.shape[:3]), dtype=dtype, blocks=blocks())
 
 
 def bundled_amplitudes(bundle: RawBundle) -> np.ndarray:
@@ -308,21 +332,33 @@ def read_rows(
 ) -> np.ndarray:
     """Rows of a bundled stack (optionally cropped); h5py failures name the file."""
     try:
-        return dset[start:stop] if region is None else dset[start:stop, region[0], region[1]]
+        return bundle_rows(dset, start, stop, region)
     except H5_ERRORS as exc:
         raise InvalidInputError(dset.file.filename, f'cannot read /{RAW_GROUP}/diffraction: {exc}') from exc
 
 
-def quantity_arrays(product: Product) -> dict[str, np.ndarray]:
-    """Our NPZ keys for every quantity a product carries, plus its name and comments."""
-    out = {
-        q.name: np.asarray(product.quantity(q.name), dtype=np.float64)
-        for q in QUANTITIES
-        if q.place != 'patterns'
-    }
-    out[NAME_KEY] = np.asarray(product.metadata.name)
-    out[COMMENTS_KEY] = np.asarray(strip_notes(product.metadata.comments))
+def quantity_values(product: Product) -> dict[str, Any]:
+    """Our metadata for every quantity a product carries, plus its name and comments.
+
+    A quantity that must be positive but is not (a product without photon
+    energy stores 0) is left out, so converting our NPZ forward again asks for it instead of
+    refusing a recorded 0 (the forward converter then warns that it is unknown).
+    """
+    out: dict[str, Any] = {}
+    for q in QUANTITIES:
+        if q.place == 'patterns':
+            continue
+        value = float(product.quantity(q.name))
+        if value > 0 or not q.positive:
+            out[q.name] = value
+    out[NAME_KEY] = product.metadata.name
+    out[COMMENTS_KEY] = strip_notes(product.metadata.comments)
     return out
+
+
+def quantity_arrays(product: Product) -> dict[str, np.ndarray]:
+    """:func:`quantity_values` as 0.2.0 wrote them: one 0-d array each (kept for the API)."""
+    return {key: np.asarray(value) for key, value in quantity_values(product).items()}
 
 
 def load_product_file(path: Path, *, check_terminates: bool = True) -> Product:
@@ -363,9 +399,11 @@ def describe_bundled_stack(path: Path, *, check_terminates: bool = True) -> Bund
     product, bundle, h5 = read_product(path, check_terminates=check_terminates)
     with h5:
         dset = None if bundle is None else bundle.diffraction
-        if bundle is None or dset is None or dset.ndim != 3:
+        # (M, N, N, 1): PtychoPINN's exporter stores a 4-D RawData.diff3d as given
+        four_d = dset is not None and dset.ndim == 4 and dset.shape[3] == 1
+        if bundle is None or dset is None or (dset.ndim != 3 and not four_d):
             raise InvalidInputError(path, f'has no /{RAW_GROUP}/diffraction (M, N, N) stack')
-        num, height, width = (int(n) for n in dset.shape)
+        num, height, width = (int(n) for n in dset.shape[:3])
         _, source_domain, _ = _source_dtype(bundle)
         stored_domain = _stored_domain(bundle.attrs)
         if stored_domain == Domain.INTENSITY and dset.dtype.kind in 'iuf':

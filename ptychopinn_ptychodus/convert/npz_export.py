@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..facts.errors import OutputError
 from ..facts.stack import Domain, convert_domain
 from ..npz.archive import StreamedArray, write_npz
 from ..npz.dataset import DOMAIN_KEY
@@ -44,7 +45,16 @@ def write_diffraction_npz(
     source_dtype: dtype of the intensities (float64 stays float64, anything else becomes float32).
     bad_pixels, indexes: Ptychodus's bad-pixel mask and pattern indexes.
     quantities: our quantity names -> values (``None`` values are skipped).
+
+    Raises :class:`OutputError` (and writes nothing) for an empty stack or a mask
+    that is not at the patterns' shape; ``write_npz`` refuses blocks that do not
+    fill ``shape`` exactly.
     """
+    if shape[0] == 0:
+        raise OutputError(path, 'no diffraction patterns to write (none are loaded/assembled yet)')
+    mask = np.asarray(bad_pixels, dtype=bool)
+    if mask.shape != tuple(shape[1:]):
+        raise OutputError(path, f'bad pixels {mask.shape} do not match the patterns {tuple(shape[1:])}')
     dtype = np.dtype(np.float64 if np.dtype(source_dtype) == np.float64 else np.float32)
 
     def blocks() -> Iterable[tuple[int, np.ndarray]]:
@@ -56,7 +66,7 @@ def write_diffraction_npz(
     contents: dict[str, np.ndarray | StreamedArray] = {
         'diffraction': StreamedArray(shape=shape, dtype=dtype, blocks=iter(blocks())),
         DOMAIN_KEY: np.asarray(Domain.AMPLITUDE.value),
-        'bad_pixels': np.asarray(bad_pixels, dtype=bool),
+        'bad_pixels': mask,
         'pattern_indexes': np.asarray(indexes, dtype=np.int64),
     }
     for key, value in quantities.items():

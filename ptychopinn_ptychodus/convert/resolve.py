@@ -77,10 +77,21 @@ def resolve_meta(
     if dataset.diffraction is not None:
         _detector_pixels(dataset, values, explicit, defaulted, need_detector)
     for key in defaulted:
-        dataset.note(f'{key} unknown; using default {values[key]:g} (pass it explicitly)')
+        dataset.note(_default_note(key, values[key]))
     name = meta.name or dataset.stored_name or dataset.path.stem
     comments = meta.comments if meta.comments is not None else dataset.stored_comments or ''
     return ResolvedMeta(values=values, name=name, comments=comments, defaulted=defaulted)
+
+
+def default_hint(key: str) -> str:
+    """How a user gives a quantity: its command-line flag and its sidecar key (from the table)."""
+    quantity = BY_NAME[key]
+    flag = '--' + (quantity.flag or quantity.name).replace('_', '-')
+    return f'pass {flag}, or set "{quantity.name}" in the JSON sidecar'
+
+
+def _default_note(key: str, value: float) -> str:
+    return f'{key} unknown; using the default {value:g} ({default_hint(key)})'
 
 
 def _probe_pixels(dataset: PtychoPINNDataset, values: dict[str, float]) -> None:
@@ -117,6 +128,7 @@ def _detector_pixels(
     """
     info = dataset.diffraction
     assert info is not None
+    derived: list[str] = []
     for axis, pattern_px in (('width', info.width), ('height', info.height)):
         key = f'detector_pixel_{axis}_m'
         if key in explicit:
@@ -131,8 +143,11 @@ def _detector_pixels(
                 values[f'object_pixel_{axis}_m'],
             )
             if not from_defaults:
-                dataset.note(f'{key}={values[key]:.6g} derived from energy, distance and object pixel')
+                derived.append(key)
         else:
             values[key] = float(BY_NAME[key].default or 0.0)
         if need_detector and (from_defaults or values['detector_distance_m'] <= 0):
             defaulted.append(key)
+    if derived:  # one note for both axes
+        sizes = ' x '.join(f'{values[key]:.6g}' for key in derived)
+        dataset.note(f'{" and ".join(derived)} = {sizes} m derived from energy, distance and object pixel')

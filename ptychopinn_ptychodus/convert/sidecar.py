@@ -1,8 +1,15 @@
 """Opening a dataset as an interactive reader does: with the JSON sidecar next to it.
 
 Ptychodus's file dialog passes only a path, so experiment metadata (and
-reader options such as the stack's domain) come from ``run.json`` next to
+reader options such as the stack's domain) come from a JSON file next to
 ``run.npz``; without one, documented defaults apply and are warned about.
+
+Other tools write same-stem JSON too (PtychoPINN's
+``scripts/tools/make_pytorch_integration_fixture.py`` writes provenance with
+keys like ``version``), so our sidecar has a name of its own,
+``run.ptychodus.json``. The older ``run.json`` is still read, but only when
+every key in it is ours; any other JSON there is ignored with one warning and
+never stops a file from opening.
 """
 
 from __future__ import annotations
@@ -13,27 +20,72 @@ from typing import Any
 
 import numpy as np
 
-from ..facts.quantities import ExportMeta, read_json_object
+from ..facts.errors import InvalidInputError
+from ..facts.quantities import SPELLINGS, TEXT_FIELDS, ExportMeta, read_json_object
 from ..facts.stack import Domain, blocks_for
 from ..npz.dataset import PtychoPINNDataset, ReadOptions, interpret
 from ..npz.store import ArchiveStore
 
 logger = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = '.json'
+SIDECAR_SUFFIX = '.ptychodus.json'
+#: The name 0.2.0 used; read only when all its keys are ours (others' JSON shares it).
+LEGACY_SIDECAR_SUFFIX = '.json'
 #: Sidecar keys that steer interpretation rather than describe the experiment.
 READER_OPTIONS = ('diffraction_domain', 'positions', 'layout', 'position_convention')
 
 
 def sidecar_path(file_path: Path) -> Path:
-    """``run.npz`` -> ``run.json`` next to it."""
+    """``run.npz`` -> ``run.ptychodus.json`` next to it: the name our sidecar is written under."""
     return file_path.with_suffix(SIDECAR_SUFFIX)
+
+
+def legacy_sidecar_path(file_path: Path) -> Path:
+    """``run.npz`` -> ``run.json``: the sidecar name of 0.2.0, shared with other tools' JSON."""
+    return file_path.with_suffix(LEGACY_SIDECAR_SUFFIX)
+
+
+def foreign_keys(values: dict[str, Any]) -> list[str]:
+    """Keys of a JSON object that are not ours (quantities, ``name``/``comments``, reader options)."""
+    return [key for key in values if key not in TEXT_FIELDS and key not in SPELLINGS
+            and key not in READER_OPTIONS]
+
+
+def find_sidecar(file_path: Path) -> Path | None:
+    """The sidecar to read next to a dataset, or None; the one function the plugin and the CLI use.
+
+    ``run.ptychodus.json`` wins. ``run.json`` counts only when it is a JSON
+    object whose every key is ours; otherwise it belongs to another tool and is
+    ignored with one warning (it never stops the dataset from opening).
+    """
+    ours = sidecar_path(file_path)
+    legacy = legacy_sidecar_path(file_path)
+    if ours.is_file():
+        if legacy.is_file():
+            logger.info('%s: using %s; %s is not read', file_path.name, ours.name, legacy.name)
+        return ours
+    if not legacy.is_file():
+        return None
+    try:
+        values = read_json_object(legacy)
+    except InvalidInputError as exc:
+        logger.warning('%s: ignoring %s, not our sidecar (%s)', file_path.name, legacy.name, exc.problem)
+        return None
+    others = foreign_keys(values)
+    if others:
+        shown = ', '.join(repr(key) for key in others[:3]) + (', ...' if len(others) > 3 else '')
+        logger.warning(
+            '%s: ignoring %s, not our sidecar (keys %s are not ours); put our metadata in %s',
+            file_path.name, legacy.name, shown, ours.name,
+        )
+        return None
+    return legacy
 
 
 def read_sidecar(file_path: Path) -> tuple[ExportMeta, dict[str, str]]:
     """Experiment metadata and reader options from the optional JSON sidecar next to a dataset."""
-    path = sidecar_path(file_path)
-    if not path.is_file():
+    path = find_sidecar(file_path)
+    if path is None:
         return ExportMeta(), {}
     logger.info('%s: using sidecar %s', file_path.name, path.name)
     return read_sidecar_file(path)
@@ -56,7 +108,7 @@ def open_with_sidecar(
     """The dataset interpreted with the sidecar's options, and the sidecar's metadata."""
     meta, options = read_sidecar(file_path)
     read = ReadOptions.parse(
-        sidecar_path(file_path),
+        find_sidecar(file_path) or sidecar_path(file_path),
         domain=options.get('diffraction_domain'),
         positions=options.get('positions'),
         layout=options.get('layout'),

@@ -48,6 +48,31 @@ def patch_offset_px(patch_px: int, convention: PositionConvention | str = DEFAUL
     return patch_px // 2 - (patch_px - 1) / 2
 
 
+def grid_sample_offset_px(object_px: int, patch_px: int) -> float:
+    """``xcoords`` minus the Ptychodus pixel under the probe centre, for ``ptycho_torch`` datagen.
+
+    ``ptycho_torch/datagen/datagen.py`` (``get_image_patches``) translates the
+    whole object by ``(M - 1) / 2 - xcoords`` with ``grid_sample(align_corners=True)``
+    (output pixel ``j`` samples input ``j - offset``) and crops ``[(M - N) // 2 :][:N]``:
+    patch index ``k`` holds object pixel ``xcoords + (M - N) // 2 + k - (M - 1) / 2``.
+    With the probe centred at ``k = (N - 1) / 2`` (Ptychodus) the offset is
+    ``(M - 1) / 2 - (M - N) // 2 - (N - 1) / 2``: 0 (identity) when ``M - N`` is
+    even, 1/2 when it is odd -- so it depends on the object size, not only on ``N``.
+    """
+    return (object_px - 1) / 2 - (object_px - patch_px) // 2 - (patch_px - 1) / 2
+
+
+def grid_sample_convention(
+    object_hw: tuple[int, int], patch_hw: tuple[int, int]
+) -> PositionConvention | None:
+    """The named convention that equals the datagen rule on both axes, or ``None``."""
+    wanted = [grid_sample_offset_px(m, n) for m, n in zip(object_hw, patch_hw, strict=True)]
+    for convention in (PositionConvention.IDENTITY, PositionConvention.PTYCHOPINN):
+        if wanted == [patch_offset_px(n, convention) for n in patch_hw]:
+            return convention
+    return None
+
+
 @dataclass(frozen=True)
 class PositionMapping:
     """PtychoPINN pixel coordinates <-> Ptychodus object pixels for one probe size."""

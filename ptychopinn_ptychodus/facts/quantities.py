@@ -10,6 +10,7 @@ quantity means adding one row.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -276,7 +277,9 @@ class ExportMeta:
             elif key in SPELLINGS:
                 quantities[key] = check_number(source, key, value)
             else:
-                raise InvalidInputError(source, f'unknown metadata key {key!r}')
+                near = difflib.get_close_matches(key, [*TEXT_FIELDS, *SPELLINGS], n=1, cutoff=0.6)
+                hint = f' (did you mean {near[0]!r}?)' if near else ''
+                raise InvalidInputError(source, f'unknown metadata key {key!r}{hint}')
         return cls(texts.get('name'), texts.get('comments'), **quantities)
 
 

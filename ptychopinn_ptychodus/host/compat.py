@@ -87,6 +87,38 @@ def diffraction_quantities(meta: Any) -> dict[str, float | None]:
     }
 
 
+def processed_pixel_geometry(dataset: Any) -> Any:
+    """Detector pixel of the patterns Ptychodus assembled (after binning), or ``None``.
+
+    1.7: ``get_processed_pixel_geometry()``; 1.5.1/1.6: ``get_assembled_data().get_pixel_geometry()``.
+    ``metadata.detector_pixel_geometry`` is the raw detector's in every release.
+    """
+    getter = getattr(dataset, 'get_processed_pixel_geometry', None)
+    if getter is not None:
+        return getter()
+    data = getattr(dataset, 'get_assembled_data', None)
+    return None if data is None else data().get_pixel_geometry()
+
+
+def assembled_bad_pixels(dataset: Any) -> np.ndarray | None:
+    """The bad-pixel mask of the assembled (processed) patterns, where the dataset has one."""
+    data = getattr(dataset, 'get_assembled_data', None)
+    return None if data is None else np.asarray(data().get_bad_pixels())
+
+
+def beam_center(module: Any, x_px: int, y_px: int) -> dict[str, Any]:
+    """``DiffractionMetadata`` field for the direct-beam pixel, under the host's name.
+
+    1.6+: ``beam_center=BeamCenter(x_px, y_px)``; 1.5.1: ``crop_center=CropCenter(position_x_px,
+    position_y_px)``. Both are what the Open Dataset wizard applies as the crop centre.
+    """
+    if hasattr(module, 'BeamCenter'):
+        return {'beam_center': module.BeamCenter(int(x_px), int(y_px))}
+    if hasattr(module, 'CropCenter'):
+        return {'crop_center': module.CropCenter(int(x_px), int(y_px))}
+    return {}
+
+
 # ---------------------------------------------------------------------------
 # positions and geometry
 # ---------------------------------------------------------------------------

@@ -1,21 +1,30 @@
 """``ptychopinn-ptychodus doctor``: does the installed Ptychodus see our plugin, and if not, why?
 
-Also ``install-bridge`` / ``remove-bridge`` for editable (development) installs,
-where pip cannot place the bridge module into Ptychodus's ``plugins`` folder.
+The wheel delivers the bridge through a ``.pth`` hook (:mod:`.pth_hook`), never
+a file under ``site-packages/ptychodus/``; doctor checks each link of that chain
+the way Ptychodus itself walks it. Also ``install-bridge`` / ``remove-bridge``
+where the hook is missing (an install that skipped the wheel's force-included files).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
+import pkgutil
 import shutil
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BRIDGE_NAME = 'ptychopinn_ptychodus_entry_points.py'
+from . import pth_hook
+
+BRIDGE_NAME = pth_hook.BRIDGE_NAME
+BRIDGE_MODULE = 'ptychodus.plugins.' + BRIDGE_NAME.removesuffix('.py')
+PTH_NAME = 'ptychopinn_ptychodus_hook.pth'
 DISTRIBUTION = 'ptychopinn-ptychodus'
 #: Ptychodus releases this package is tested with: [lower, upper).
 SUPPORTED = ((1, 5, 1), (1, 8))
@@ -70,18 +79,48 @@ def is_supported(version: str) -> bool:
 
 
 def orphan_plugins_folder() -> Path | None:
-    """A ``ptychodus/`` folder that only our bridge file created (Ptychodus not installed)."""
+    """A ``ptychodus/`` folder without ``__init__.py`` that makes ``import ptychodus`` succeed.
+
+    Wheels up to 0.2.0 created one (with only our bridge) where Ptychodus was absent.
+    """
+    if host_version() is not None:
+        return None
+    try:
+        spec = importlib.util.find_spec('ptychodus')
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or ()) if spec is not None else ():
+        if not (Path(location) / '__init__.py').exists():
+            return Path(location)
+    return None
+
+
+def hook_file() -> Path | None:
+    """Our installed ``.pth`` file as RECORD locates it, if it is on disk."""
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return None
     for file in dist.files or ():
-        if str(file).endswith(f'ptychodus/plugins/{BRIDGE_NAME}'):
-            bridge = Path(str(dist.locate_file(file)))
-            package = bridge.parent.parent
-            if bridge.is_file() and not (package / '__init__.py').exists():
-                return package
+        if file.name == PTH_NAME:
+            path = Path(str(dist.locate_file(file)))
+            return path if path.is_file() else None
     return None
+
+
+def _hook_checks() -> list[Check]:
+    """Is the ``.pth`` hook installed, and did it run in this interpreter?"""
+    pth = hook_file()
+    # hatchling's editable wheels install it too (force-include); other tools' may not
+    how = 'an editable install' if is_editable() else 'this install'
+    fix = (f'{how} lacks it: reinstall (`pip install --force-reinstall ptychopinn-ptychodus`) '
+           'or run `ptychopinn-ptychodus install-bridge`')
+    if pth is None:
+        return [Check(False, f'plugin hook {PTH_NAME} not installed', fix)]
+    active = pth_hook.installed() or 'ptychodus.plugins' in sys.modules
+    what = f'plugin hook {pth} ' + ('active' if active else 'installed but did not run in this interpreter')
+    fix = 'site-packages .pth files are skipped under `python -S`; start Python normally'
+    return [Check(active, what, fix)]
 
 
 def diagnose() -> list[Check]:
@@ -113,15 +152,22 @@ def _headless_checks() -> list[Check]:
         )
     ]
     orphan = orphan_plugins_folder()
-    if orphan is not None:
+    if orphan is None:
+        what = '`import ptychodus` fails, as it should: this package adds no ptychodus folder'
+        checks.append(Check(True, what))
+    else:
         checks.append(
             Check(
                 False,
-                f'{orphan} holds only our bridge module (created by this package; harmless, '
-                'a Ptychodus installed later uses it)',
-                'nothing to do; `ptychopinn-ptychodus remove-bridge` removes it',
+                f'{orphan} is a folder without Ptychodus in it, so `import ptychodus` succeeds '
+                '(left by ptychopinn-ptychodus <= 0.2.0 or another tool)',
+                f'remove the folder: rm -r {orphan}',
             )
         )
+    pth = hook_file()
+    if pth is not None:
+        what = f'plugin hook {pth} installed: a Ptychodus installed later finds the plugin'
+        checks.append(Check(True, what))
     return checks
 
 
@@ -155,17 +201,29 @@ def _install_checks() -> list[Check]:
             'reinstall the package; its metadata lacks the entry point',
         )
     )
-    folder = plugins_folder()
-    bridge = None if folder is None else folder / BRIDGE_NAME
-    present = bridge is not None and bridge.is_file()
-    fix = (
-        'editable installs cannot place it: run `ptychopinn-ptychodus install-bridge`'
-        if is_editable()
-        else 'reinstall non-editably (`pip install --force-reinstall ptychopinn-ptychodus`) '
-        'or run `ptychopinn-ptychodus install-bridge`'
-    )
-    checks.append(Check(present, f'bridge module {bridge}' + (' present' if present else ' missing'), fix))
-    return checks
+    return [*checks, *_hook_checks(), _bridge_check()]
+
+
+def bridge_location() -> Path | None:
+    """Where Ptychodus's own scan (``iter_modules`` over ``ptychodus.plugins.__path__``) finds the bridge."""
+    try:
+        import ptychodus.plugins as host_plugins
+    except Exception:  # noqa: BLE001 - reported by the caller
+        return None
+    for info in pkgutil.iter_modules(host_plugins.__path__, host_plugins.__name__ + '.'):
+        if info.name == BRIDGE_MODULE:
+            folder = getattr(info.module_finder, 'path', None)
+            return None if folder is None else Path(folder) / BRIDGE_NAME
+    return None
+
+
+def _bridge_check() -> Check:
+    found = bridge_location()
+    if found is None:
+        return Check(False, f'Ptychodus\'s plugin scan does not list {BRIDGE_MODULE}',
+                     'see the plugin hook check above, or run `ptychopinn-ptychodus install-bridge`')
+    how = 'copied by install-bridge' if found.parent == plugins_folder() else 'added by the plugin hook'
+    return Check(True, f'Ptychodus\'s plugin scan lists the bridge module {found} ({how})')
 
 
 def _registry_checks(entries: Any) -> list[Check]:

@@ -10,12 +10,13 @@ releases differ. :data:`PLUGINS` is the single list of what we register:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ptychodus.api.diffraction as host_diffraction
 from ptychodus.api.diffraction import (
     DiffractionArray,
     DiffractionDataset,
@@ -42,11 +43,13 @@ from ..convert.importer import (
 from ..convert.npz_export import write_diffraction_npz, write_product_npz
 from ..convert.resolve import resolve_meta
 from ..convert.sidecar import load_intensities, open_with_sidecar
-from ..facts.geometry import ObjectGrid
+from ..facts.errors import OutputError
+from ..facts.geometry import ObjectGrid, derive_detector_pixel_m
 from ..facts.stack import Domain
 from ..npz.dataset import PtychoPINNDataset
 from ..product.layout import Product as CoreProduct
 from ..product.layout import ProductMetadata as CoreMetadata
+from ..product.layout import read_product
 from . import compat
 
 logger = logging.getLogger(__name__)
@@ -123,10 +126,52 @@ def _diffraction_dataset(
             'photon_energy_eV': quantities.get('photon_energy_eV'),
             'detector_pixel_geometry': pixel,
             'file_path': file_path,
+            # PtychoPINN patterns are fftshifted: zero frequency at pixel N // 2 (x = column, y = row),
+            # so the Open Dataset wizard's crop keeps the centre, not Ptychodus's default (32, 32) corner
+            **compat.beam_center(host_diffraction, width // 2, height // 2),
         },
     )
-    array = _LazyArray(file_path.stem, num, load)
-    return SimpleDiffractionDataset(metadata, _layout_tree(layout), [array], bad_pixels)
+    arrays = [_LazyArray(file_path.stem, num, load)] if num > 0 else []
+    return SimpleDiffractionDataset(metadata, _layout_tree(layout), arrays, bad_pixels)
+
+
+GEOMETRY_ONLY = 'GEOMETRY ONLY (no measured patterns)'
+
+
+def _no_patterns(region: tuple[slice, slice] | None) -> np.ndarray:
+    raise RuntimeError('a geometry-only dataset holds no diffraction patterns')
+
+
+def _geometry_only_dataset(
+    file_path: Path,
+    *,
+    height: int,
+    width: int,
+    quantities: dict[str, Any],
+    layout: list[tuple[str, str, str]],
+) -> DiffractionDataset:
+    """Zero patterns, only the detector geometry, for a reconstruction file without a stack.
+
+    Ptychodus (1.5.1-1.7) takes a product's object/probe pixel geometry from the
+    dataset it is bound to, so an unbound reconstruction shows an empty object and
+    probe. This dataset lets it bind without inventing a single measurement:
+    there is nothing to reconstruct from, and the layout tree says so.
+    """
+    note = (
+        'this file has no diffraction stack; Ptychodus gets only the detector geometry '
+        f'({width}x{height} px, the probe size) so that the reconstruction can be shown'
+    )
+    return _diffraction_dataset(
+        file_path,
+        num=0,
+        height=height,
+        width=width,
+        dtype=np.dtype(np.float32),
+        quantities=quantities,
+        layout=[(GEOMETRY_ONLY, 'none', note), *layout],
+        bad_pixels=np.zeros((height, width), dtype=bool),
+        load=_no_patterns,
+    )
 
 
 class NPZDiffractionFileReader(DiffractionFileReader):
@@ -135,6 +180,13 @@ class NPZDiffractionFileReader(DiffractionFileReader):
     def read(self, file_path: Path) -> DiffractionDataset:
         dataset, meta = open_with_sidecar(file_path, require_probe=False, require_positions=False)
         with dataset:
+            if dataset.diffraction is None and dataset.probe is not None:
+                # a reconstruction (e.g. Run1084): geometry only, so its product can bind
+                values = resolve_meta(dataset, meta, need_detector=True).values
+                height, width = (int(n) for n in np.shape(dataset.probe)[-2:])
+                return _geometry_only_dataset(
+                    file_path, height=height, width=width, quantities=values, layout=_npz_layout(dataset)
+                )
             info = dataset.require_stack()
             # the same (possibly defaulted, always warned) physics as the product reader,
             # so Ptychodus derives the same object pixel as the product's
@@ -165,28 +217,78 @@ def _npz_layout(dataset: PtychoPINNDataset) -> list[tuple[str, str, str]]:
 
 
 class NPZDiffractionFileWriter(DiffractionFileWriter):
-    """Ptychodus diffraction -> PtychoPINN NPZ: ``diffraction`` as amplitude, domain recorded."""
+    """Ptychodus diffraction -> PtychoPINN NPZ: ``diffraction`` as amplitude, domain recorded.
+
+    Ptychodus hands over its *processed* patterns (cropped, binned, padded), while
+    ``metadata.detector_extent`` and ``detector_pixel_geometry`` stay those of the raw
+    detector (1.5.1, 1.6, 1.7): shapes, mask and pixel size are therefore taken from
+    the arrays and the assembled data, never from the metadata.
+    """
 
     def write(self, file_path: Path, dataset: DiffractionDataset) -> None:
-        arrays = list(dataset)
+        arrays = [array for array in dataset if array.get_num_patterns() > 0]
+        if not arrays:
+            # Ptychodus fills the dataset only once its load task has run (run_tasks() headless)
+            raise OutputError(
+                file_path,
+                'no diffraction patterns are assembled yet: wait until the dataset has loaded '
+                '(headless: block=True and core.run_tasks()) before saving',
+            )
+        height, width = np.asarray(arrays[0].get_patterns()).shape[-2:]
+        num = sum(int(array.get_num_patterns()) for array in arrays)
         metadata = dataset.get_metadata()
-        extent = metadata.detector_extent
-        indexes = [np.asarray(a.get_indexes(), np.int64) for a in arrays]
+        quantities = compat.diffraction_quantities(metadata)
+        pixel = compat.processed_pixel_geometry(dataset)
+        if pixel is not None:
+            quantities['detector_pixel_width_m'] = pixel.width_m
+            quantities['detector_pixel_height_m'] = pixel.height_m
         write_diffraction_npz(
             file_path,
-            (np.asarray(array.get_patterns()) for array in arrays),
-            shape=(sum(len(i) for i in indexes), extent.height_px, extent.width_px),
+            _pattern_blocks(arrays),
+            shape=(num, int(height), int(width)),
             source_dtype=np.dtype(metadata.pattern_dtype),
-            bad_pixels=np.asarray(dataset.get_bad_pixels()),
-            indexes=np.concatenate(indexes) if indexes else np.zeros(0, np.int64),
-            quantities=compat.diffraction_quantities(metadata),
+            bad_pixels=_processed_bad_pixels(file_path, dataset, (int(height), int(width))),
+            indexes=np.concatenate([np.asarray(a.get_indexes(), np.int64) for a in arrays]),
+            quantities=quantities,
         )
+
+
+_WRITE_BLOCK_BYTES = 64 * 2**20
+
+
+def _pattern_blocks(arrays: list[DiffractionArray]) -> Iterator[np.ndarray]:
+    """Every array's patterns in row blocks of ~64 MB (assembled patterns are views; no copy here)."""
+    for array in arrays:
+        patterns = np.asarray(array.get_patterns())
+        rows = max(1, _WRITE_BLOCK_BYTES // max(1, patterns[:1].nbytes))
+        for start in range(0, patterns.shape[0], rows):
+            yield patterns[start : start + rows]
+
+
+def _processed_bad_pixels(file_path: Path, dataset: DiffractionDataset, shape: tuple[int, int]) -> np.ndarray:
+    """The bad-pixel mask at the processed pattern shape.
+
+    ``dataset.get_bad_pixels()`` is the raw detector mask in 1.5.1-1.7; the assembled
+    data hold the mask after Ptychodus's own crop/bin (``AssembledDiffractionData.get_bad_pixels``).
+    """
+    candidates = [compat.assembled_bad_pixels(dataset), dataset.get_bad_pixels()]
+    for candidate in candidates:
+        if candidate is not None and np.shape(candidate) == shape:
+            return np.asarray(candidate, dtype=bool)
+    raw = candidates[1]
+    if raw is None or not np.any(raw):
+        return np.zeros(shape, dtype=bool)  # no bad pixel anywhere: exact at any shape
+    raise OutputError(
+        file_path, f'the bad-pixel mask {np.shape(raw)} cannot be matched to the processed patterns {shape}'
+    )
 
 
 class BundledDiffractionFileReader(DiffractionFileReader):
     """A converted product's ``/raw_data`` as Ptychodus diffraction (intensities)."""
 
     def read(self, file_path: Path) -> DiffractionDataset:
+        if not has_bundled_stack(file_path):
+            return _bundled_geometry_only(file_path)
         stack: BundledStack = describe_bundled_stack(file_path)
         shape = (stack.num_patterns, stack.height, stack.width)
         squared = ' (squared on read)' if stack.stored_domain == Domain.AMPLITUDE else ''
@@ -208,6 +310,32 @@ class BundledDiffractionFileReader(DiffractionFileReader):
             bad_pixels=stack.bad_pixels,
             load=lambda region: read_bundled_intensities(stack, region),
         )
+
+
+def has_bundled_stack(file_path: Path) -> bool:
+    """Whether a product ``.h5`` bundles a ``/raw_data/diffraction`` stack."""
+    _, bundle, h5 = read_product(file_path)
+    with h5:
+        return bundle is not None and bundle.diffraction is not None
+
+
+def _bundled_geometry_only(file_path: Path) -> DiffractionDataset:
+    """A product ``.h5`` without ``/raw_data``: the detector pixel that gives back its object pixel."""
+    product = load_product_file(file_path)
+    height, width = (int(n) for n in product.probe.shape[-2:])
+    values = product.metadata.values
+    energy, distance = values.get('photon_energy_eV', 0.0), values.get('detector_distance_m', 0.0)
+    quantities: dict[str, Any] = {'detector_distance_m': distance, 'photon_energy_eV': energy}
+    if energy > 0 and distance > 0:
+        quantities['detector_pixel_width_m'] = derive_detector_pixel_m(
+            photon_energy_eV=energy, detector_distance_m=distance, pattern_px=width,
+            object_pixel_m=product.grid.pixel_width_m,
+        )
+        quantities['detector_pixel_height_m'] = derive_detector_pixel_m(
+            photon_energy_eV=energy, detector_distance_m=distance, pattern_px=height,
+            object_pixel_m=product.grid.pixel_height_m,
+        )
+    return _geometry_only_dataset(file_path, height=height, width=width, quantities=quantities, layout=[])
 
 
 # ---------------------------------------------------------------------------
@@ -298,6 +426,9 @@ class NPZProductFileReader(ProductFileReader):
     def read(self, file_path: Path) -> Product:
         dataset, meta = open_with_sidecar(file_path, require_probe=True)
         with dataset:
+            # Ptychodus reconstructs this probe against the same file's patterns: a probe of another
+            # size (PtychoPINN's downsample_data_tool on a 'diffraction' file) must not get that far.
+            dataset.require_matching_probe()
             return to_ptychodus_product(assemble_product(dataset, resolve_meta(dataset, meta)))
 
 

@@ -19,20 +19,41 @@ import numpy as np
 import numpy.typing as npt
 
 from ..facts.errors import AmbiguousLayoutError, InvalidInputError
-from ..facts.geometry import DEFAULT_CONVENTION, PositionConvention, PositionMapping
+from ..facts.geometry import (
+    DEFAULT_CONVENTION,
+    PositionConvention,
+    PositionMapping,
+    grid_sample_convention,
+)
 from ..facts.quantities import QUANTITIES
-from ..facts.stack import DiffractionInfo, Domain, Layout, convert_domain
+from ..facts.stack import (
+    LAYOUT_RANK,
+    DiffractionInfo,
+    Domain,
+    Layout,
+    convert_domain,
+    pattern_axes,
+    whole_number_verdict,
+)
 from .patterns import PatternReader, Region
 from .store import ArchiveStore, ArrayStore, read_coords, read_numeric, read_object, read_probe
 
 logger = logging.getLogger(__name__)
 
 DIFFRACTION_KEYS = ('diffraction', 'diff3d')
-#: Keys this project adds so that a re-read is lossless; PtychoPINN ignores them.
+#: Keys this project adds so that a re-read is lossless. Since 0.3 they live in PtychoPINN's
+#: ``_metadata`` JSON under OUR_METADATA_KEY (its tools index shape[0] of every top-level array);
+#: 0.2.0 wrote them as top-level 0-d arrays, which are still read (and win when both exist).
 DOMAIN_KEY = 'diffraction_domain'
 NAME_KEY = 'product_name'
 COMMENTS_KEY = 'product_comments'
 CONVENTION_KEY = 'position_convention'
+OUR_METADATA_KEY = 'ptychopinn_ptychodus'
+#: Patterns sampled (at the start, middle and end of the stack) to decide a float stack's domain.
+DOMAIN_SAMPLE_PATTERNS = 8
+#: Keys that ``ptycho_torch/datagen/datagen.py`` (``simulate_multiple_experiments``) writes and no
+#: other PtychoPINN writer does: its patches are cut with ``grid_sample(align_corners=True)``.
+TORCH_DATAGEN_KEYS = ('probeName', 'label')
 PositionChoice = Literal['actual', 'nominal']
 FloatArray = npt.NDArray[np.float64]
 
@@ -72,6 +93,8 @@ class PtychoPINNDataset:
     notes: list[str] = field(default_factory=list)
     convention: PositionConvention = DEFAULT_CONVENTION
     convention_reason: str = 'PtychoPINN convention (default)'
+    #: Scan positions in the file before trailing ones without a pattern were dropped.
+    source_positions: int | None = None
     _reader: PatternReader | None = None
 
     def __enter__(self) -> PtychoPINNDataset:
@@ -118,6 +141,27 @@ class PtychoPINNDataset:
     def describe_convention(self) -> str:
         """The position convention in use and why (for ``--inspect`` and the layout tree)."""
         return f'{self.mapping().describe()} [{self.convention_reason}]'
+
+    def probe_mismatch(self) -> str | None:
+        """Why the probe cannot illuminate these patterns (its size differs), or ``None``."""
+        info = self.diffraction
+        if self.probe is None or info is None:
+            return None
+        probe_hw = tuple(int(n) for n in self.probe.shape[-2:])
+        if probe_hw == (info.height, info.width):
+            return None
+        return (
+            f'probeGuess is {probe_hw[0]}x{probe_hw[1]} but the patterns ({info.key}) are '
+            f'{info.height}x{info.width}: Ptychodus needs a probe of the pattern size (was the file '
+            "binned by PtychoPINN's downsample_data_tool, which bins the probe but not a 'diffraction' "
+            'stack?); bin or resample one of them to match'
+        )
+
+    def require_matching_probe(self) -> None:
+        """Refuse a probe that cannot illuminate the patterns (one line naming the file)."""
+        problem = self.probe_mismatch()
+        if problem is not None:
+            raise InvalidInputError(self.path, problem)
 
     def require_stack(self) -> DiffractionInfo:
         """The diffraction stack, or the one-line error that there is none."""
@@ -252,12 +296,15 @@ def _interpret(store: ArrayStore, options: ReadOptions) -> PtychoPINNDataset:
         dataset.note(message)
     dataset.metadata = store.read_metadata('_metadata')
     _read_stored_values(dataset)
-    dataset.convention, dataset.convention_reason = _decide_convention(store, options.position_convention)
     if options.load_guesses or options.require_probe:
         dataset.probe, dataset.probe_source_shape = read_probe(store, options.require_probe)
         dataset.object_guess = read_object(store)
     num = int(positions.x_px.shape[0]) if positions.present else None
     dataset.diffraction = _diffraction_info(dataset, num, options.domain, options.layout)
+    dataset.convention, dataset.convention_reason = _decide_convention(dataset, options.position_convention)
+    mismatch = dataset.probe_mismatch()
+    if mismatch is not None:
+        dataset.note(mismatch)
     if options.require_diffraction:
         dataset.require_stack()
     if not positions.present and dataset.diffraction is None:
@@ -287,6 +334,12 @@ def _read_positions(store: ArrayStore, options: ReadOptions) -> Positions:
         x_px, y_px = x_start, y_start
         notes.append('xcoords/ycoords missing; using the nominal xcoords_start/ycoords_start')
     elif options.require_positions:
+        if not any(key in store for key in ('probeGuess', 'diffraction', 'diff3d', 'objectGuess')):
+            keys = ', '.join(sorted(store.members)) or 'none'
+            raise fail(
+                f'not a PtychoPINN layout (keys found: {keys}); a PtychoPINN dataset has '
+                'xcoords/ycoords, probeGuess and diffraction (or diff3d)'
+            )
         raise fail('missing required key xcoords/ycoords (scan positions)')
     else:
         x_px = y_px = np.zeros(0, dtype=np.float64)
@@ -304,6 +357,8 @@ def _read_per_scan_arrays(dataset: PtychoPINNDataset) -> None:
     store, num, info = dataset.store, dataset.num_positions, dataset.diffraction
     if 'scan_index' in store:
         scan_index = read_numeric(store, 'scan_index', kinds='iu')
+        if dataset.source_positions is not None and scan_index.shape == (dataset.source_positions,):
+            scan_index = scan_index[:num]  # its trailing positions were dropped with the coordinates
         if scan_index.shape != (num,):
             raise InvalidInputError(store.path, f'scan_index has shape {scan_index.shape}, expected ({num},)')
         dataset.scan_index = scan_index
@@ -316,31 +371,89 @@ def _read_per_scan_arrays(dataset: PtychoPINNDataset) -> None:
         dataset.bad_pixels = bad.astype(bool)
 
 
+def our_metadata(dataset: PtychoPINNDataset) -> dict[str, Any]:
+    """Our keys from ``_metadata[OUR_METADATA_KEY]`` (empty for files not written by us since 0.3)."""
+    ours = (dataset.metadata or {}).get(OUR_METADATA_KEY)
+    return ours if isinstance(ours, dict) else {}
+
+
+def _our_text(dataset: PtychoPINNDataset, key: str) -> str | None:
+    """One of our text keys: the 0.2.0 top-level array, else our ``_metadata`` namespace."""
+    store = dataset.store
+    if key in store and store.info(key).dtype.kind == 'U':
+        return str(store.read(key).reshape(()))
+    value = our_metadata(dataset).get(key)
+    return value if isinstance(value, str) else None
+
+
 def _read_stored_values(dataset: PtychoPINNDataset) -> None:
     store = dataset.store
+    ours = our_metadata(dataset)
     for quantity in QUANTITIES:
         key = quantity.name
+        if key not in store and key in ours:
+            number = ours[key]
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not np.isfinite(number):
+                raise InvalidInputError(store.path, f'_metadata {OUR_METADATA_KEY}.{key} must be one number')
+            dataset.stored_values[key] = float(number)
         if key in store:
             value = read_numeric(store, key, kinds='iuf')
             if value.size != 1 or not np.isfinite(value).all():
                 raise InvalidInputError(store.path, f'{key} must be one finite number')
             dataset.stored_values[key] = float(value.reshape(()))
     for key, attr in ((NAME_KEY, 'stored_name'), (COMMENTS_KEY, 'stored_comments')):
-        if key in store and store.info(key).dtype.kind == 'U':
-            setattr(dataset, attr, str(store.read(key).reshape(())))
+        text = _our_text(dataset, key)
+        if text is not None:
+            setattr(dataset, attr, text)
 
 
 def _decide_convention(
-    store: ArrayStore, explicit: PositionConvention | None
+    dataset: PtychoPINNDataset, explicit: PositionConvention | None
 ) -> tuple[PositionConvention, str]:
+    """Explicit choice, then our own key, then the torch datagen's signature, then PtychoPINN's rule."""
+    store = dataset.store
     if explicit is not None:
         return explicit, 'chosen explicitly'
-    if CONVENTION_KEY in store and store.info(CONVENTION_KEY).dtype.kind == 'U':
-        value = str(store.read(CONVENTION_KEY).reshape(()))
+    value = _our_text(dataset, CONVENTION_KEY)
+    if value is not None:
         if value in PositionConvention.__members__.values():
             return PositionConvention(value), f'recorded in the file ({CONVENTION_KEY})'
         raise InvalidInputError(store.path, f'{CONVENTION_KEY}={value!r} is not one of ptychopinn, identity')
+    if all(key in store for key in TORCH_DATAGEN_KEYS) and 'xcoords_start' not in store:
+        return _torch_datagen_convention(dataset)
     return DEFAULT_CONVENTION, 'PtychoPINN convention (default)'
+
+
+def _torch_datagen_convention(dataset: PtychoPINNDataset) -> tuple[PositionConvention, str]:
+    """The convention of a ``ptycho_torch`` datagen file (keys probeName + label), from its sizes."""
+    obj, probe = dataset.object_guess, dataset.probe
+    if obj is None:
+        obj_shape = dataset.store.info('objectGuess').shape if 'objectGuess' in dataset.store else None
+    else:
+        obj_shape = obj.shape
+    patch = probe.shape[-2:] if probe is not None else None
+    if patch is None and dataset.diffraction is not None:
+        patch = (dataset.diffraction.height, dataset.diffraction.width)
+    if obj_shape is None or len(obj_shape) < 2 or patch is None:
+        dataset.note(
+            'looks like ptycho_torch datagen output (probeName, label) but without objectGuess the '
+            'patch rule cannot be told; using the PtychoPINN convention (choose --position-convention)'
+        )
+        return DEFAULT_CONVENTION, 'PtychoPINN convention (default; datagen file without objectGuess)'
+    found = grid_sample_convention((int(obj_shape[-2]), int(obj_shape[-1])), (int(patch[0]), int(patch[1])))
+    if found is None:
+        dataset.note(
+            f'ptycho_torch datagen output with object {tuple(obj_shape[-2:])} and patches {tuple(patch)}: '
+            'its patch rule matches neither convention on both axes; using the PtychoPINN convention '
+            '(positions may be half a pixel off on one axis)'
+        )
+        return DEFAULT_CONVENTION, 'PtychoPINN convention (default; datagen rule has no exact match)'
+    reason = (
+        'ptycho_torch datagen file (keys probeName, label): patches cut with grid_sample '
+        f'around (M-1)/2 of a {obj_shape[-2]}x{obj_shape[-1]} object'
+    )
+    dataset.note(f'position convention {found.value}: {reason}')
+    return found, reason
 
 
 def _diffraction_info(
@@ -359,14 +472,17 @@ def _diffraction_info(
             store.path, f'{key} has dtype {member.dtype}; expected real numbers (amplitude or counts)'
         )
     shape = member.shape
-    chosen = layout or _detect_layout(store.path, key, shape, num)
-    expected = {Layout.NHW: 3, Layout.HWN: 3, Layout.NHW1: 4}[chosen]
-    if len(shape) != expected or (chosen == Layout.NHW1 and shape[3] != 1):
+    chosen = layout or _detect_layout(dataset, key, shape, num)
+    if len(shape) != LAYOUT_RANK[chosen] or (chosen == Layout.NHW1 and shape[3] != 1):
         raise InvalidInputError(store.path, f'{key} has shape {shape}, which is not {chosen}')
-    height, width, count = shape if chosen == Layout.HWN else (*shape[1:3], shape[0])
-    if num is not None and count != num:
+    count, height, width = pattern_axes(chosen, shape)
+    if num is not None and count < num:
+        _drop_trailing_positions(dataset, count)
+    elif num is not None and count != num:
         raise InvalidInputError(
-            store.path, f'{key} holds {count} patterns but there are {num} scan positions'
+            store.path,
+            f'{key} holds {count} patterns but there are {num} scan positions '
+            '(every pattern needs a position)',
         )
     if height < 1 or width < 1:
         raise InvalidInputError(store.path, f'{key} has empty patterns {shape}')
@@ -386,27 +502,69 @@ def _diffraction_info(
     return replace(info, domain=decided, domain_reason=reason)
 
 
-def _detect_layout(path: Path, key: str, shape: tuple[int, ...], num: int | None) -> Layout:
+def _drop_trailing_positions(dataset: PtychoPINNDataset, count: int) -> None:
+    """More positions than patterns: keep the first ``count``, as PtychoPINN's torch loader does.
+
+    ``ptycho_torch/dataloader.py`` (``_align_coords_to_diffraction``) drops the
+    trailing coordinates with a warning; we do the same and record it.
+    """
+    positions = dataset.positions
+    num = int(positions.x_px.shape[0])
+    for name in ('x_px', 'y_px', 'x_actual', 'y_actual', 'x_start', 'y_start'):
+        value = getattr(positions, name)
+        if value is not None:
+            setattr(positions, name, value[:count])
+    dataset.source_positions = num
+    dataset.note(
+        f'{num} scan positions for {count} diffraction patterns: the trailing {num - count} positions '
+        "were dropped (as PtychoPINN's torch data loader does)"
+    )
+
+
+def _detect_layout(dataset: PtychoPINNDataset, key: str, shape: tuple[int, ...], num: int | None) -> Layout:
+    """The pattern axis: the one that matches the positions, else PtychoPINN's loaders' rule."""
+    path = dataset.store.path
     if num is None:  # no positions to match: canonical order by convention
         return Layout.NHW1 if len(shape) == 4 else Layout.NHW
     if len(shape) == 4:
-        if shape[0] == num and shape[3] == 1:
+        if shape[3] == 1 and shape[0] <= num:
             return Layout.NHW1
         raise InvalidInputError(path, f'{key} has shape {shape}; only (M, N, N, 1) is understood in 4D')
     if len(shape) != 3:
         raise InvalidInputError(path, f'{key} must be 3-dimensional, got shape {shape}')
-    first, last = shape[0] == num, shape[2] == num
-    if first and last:
+    axes = {layout: pattern_axes(layout, shape) for layout in (Layout.NHW, Layout.HWN, Layout.HNW)}
+    matching = [layout for layout, (count, _, _) in axes.items() if count == num]
+    if len(matching) == 1:
+        if matching[0] == Layout.HNW:
+            logger.info('%s: %s %s stored as (H, M, W)', path.name, key, shape)
+        return matching[0]
+    if Layout.NHW in matching:
+        # PtychoPINN's loaders (ptycho_torch/dataloader.py _canonical_diffraction_layout, RawData)
+        # take such a stack as (M, N, N); so do we, and say how to choose otherwise.
+        dataset.note(
+            f'{key} has shape {shape} and {num} positions: more than one axis matches; read as NHW '
+            "(M, N, N) as PtychoPINN's loaders do (pass --layout HWN or layout='HWN' if it is not)"
+        )
+        return Layout.NHW
+    if matching:
         raise AmbiguousLayoutError(
             path,
             f'{key} has shape {shape} and {num} positions: the pattern axis is ambiguous '
-            '(choose the layout explicitly: NHW or HWN)',
+            '(choose the layout explicitly: --layout HWN or HNW)',
         )
-    if first:
-        return Layout.NHW
-    if last:
-        return Layout.HWN
-    raise InvalidInputError(path, f'{key} has shape {shape} but no axis matches the {num} scan positions')
+    # No axis matches: more positions than patterns? PtychoPINN's loader takes the square axes.
+    square = [
+        layout
+        for layout in (Layout.NHW, Layout.HWN)
+        if axes[layout][1] == axes[layout][2] and axes[layout][0] < num
+    ]
+    if len(square) == 1:
+        return square[0]
+    raise InvalidInputError(
+        path,
+        f'{key} has shape {shape} but no axis matches the {num} scan positions '
+        '(and the patterns are not told apart by being square; choose --layout)',
+    )
 
 
 def _decide_domain(
@@ -415,9 +573,8 @@ def _decide_domain(
     """Explicit choice, then our own key, then the file's metadata, then dtype and key name."""
     if explicit is not None:
         return explicit, 'chosen explicitly'
-    store = dataset.store
-    if DOMAIN_KEY in store and store.info(DOMAIN_KEY).dtype.kind == 'U':
-        value = str(store.read(DOMAIN_KEY).reshape(()))
+    value = _our_text(dataset, DOMAIN_KEY)
+    if value is not None:
         if value in Domain.__members__.values():
             return Domain(value), f'recorded in the file ({DOMAIN_KEY})'
     measured = (dataset.metadata or {}).get('measurement_domain')
@@ -428,9 +585,53 @@ def _decide_domain(
             return Domain.AMPLITUDE, f'file metadata measurement_domain={measured!r}'
     if info.dtype.kind in 'iu':
         return Domain.INTENSITY, f'integer dtype {info.dtype} means photon counts'
-    if info.key == 'diffraction':
-        return Domain.AMPLITUDE, 'PtychoPINN convention: "diffraction" holds amplitudes'
-    sample = dataset.reader(info).raw_block(0, min(8, info.num_patterns), None)
-    if sample.size and np.all(sample == np.rint(sample)) and float(sample.max()) > 1.0:
-        return Domain.INTENSITY, 'diff3d holds integral values (photon counts)'
-    return Domain.AMPLITUDE, 'diff3d holds non-integral floats (amplitudes)'
+    return _decide_float_domain(dataset, info)
+
+
+def _domain_sample(dataset: PtychoPINNDataset, info: DiffractionInfo) -> list[np.ndarray]:
+    """A few patterns from the start, middle and end of the stack (bounded memory).
+
+    A deflated pattern-major member is sampled at its start only: reaching its end
+    would inflate the whole stream once more just to decide.
+    """
+    reader = dataset.reader(info)
+    total, size = info.num_patterns, min(DOMAIN_SAMPLE_PATTERNS, info.num_patterns)
+    member = dataset.store.info(info.key)
+    if member.compressed and not member.fortran_order and info.layout not in (Layout.HWN, Layout.HNW):
+        return [reader.raw_block(0, size, None)]
+    starts = sorted({0, max(0, total // 2 - size // 2), total - size})
+    return [reader.raw_block(start, start + size, None) for start in starts]
+
+
+def _decide_float_domain(dataset: PtychoPINNDataset, info: DiffractionInfo) -> tuple[Domain, str]:
+    """A float stack: whole numbers above 1 are counts whatever the key; else the key's convention.
+
+    PtychoPINN's ``transpose_rename_convert_tool.py`` casts uint16 counts to float32
+    under ``diffraction`` without a square root, and its torch datagen writes
+    Poisson counts as float32 ``diff3d``; amplitudes are never all whole numbers.
+    """
+    blocks = _domain_sample(dataset, info)
+    verdicts = [whole_number_verdict(block) for block in blocks]
+    places = 'start, middle and end' if len(blocks) > 1 else 'the start (deflated member)'
+    where = f'sampled {min(DOMAIN_SAMPLE_PATTERNS, info.num_patterns)} patterns at {places}'
+    if verdicts and all(v is not False for v in verdicts) and any(verdicts):
+        reason = f'{info.key} holds non-negative whole numbers above 1 (photon counts; {where})'
+        if info.key == 'diffraction':
+            dataset.note(
+                f"{info.key} ({info.dtype}) holds photon counts, not PtychoPINN's amplitudes: {where}, "
+                'all whole numbers, some above 1 (as transpose_rename_convert_tool.py writes); taken as '
+                'intensity (choose --diffraction-domain amplitude if they are amplitudes)'
+            )
+        return Domain.INTENSITY, reason
+    convention = (
+        'PtychoPINN convention: "diffraction" holds amplitudes'
+        if info.key == 'diffraction'
+        else 'diff3d holds non-integral floats (amplitudes)'
+    )
+    if any(verdicts) or all(v is None for v in verdicts):
+        dataset.note(
+            f'{info.key} ({info.dtype}) is ambiguous: {where}, whole numbers in some blocks only or '
+            'none above 1; taken as amplitude (choose --diffraction-domain if that is wrong)'
+        )
+        return Domain.AMPLITUDE, f'{convention}; ambiguous sample'
+    return Domain.AMPLITUDE, convention

@@ -137,12 +137,43 @@ def write_pattern_stack(
     if compression == 'gzip' and options:
         _write_gzip_chunks(dset, blocks, options, progress, workers)
         return dset
+    writeback = _Writeback(dset) if not options else None
     for start, block in blocks:
         raise_if_interrupted()
         dset[start : start + block.shape[0]] = block
+        if writeback is not None:
+            writeback.start(start, block.shape[0])
         if progress is not None:
             progress(block.shape[0])
     return dset
+
+
+class _Writeback:
+    """Start the kernel's write-back of each block of a contiguous stack as soon as it is written.
+
+    Our outputs are fsynced before they are published, and on its own that fsync
+    (and ext4's flush when a truncated file is closed) wrote the whole stack out
+    only at the end -- 0.3 s for 0.5 GB here, after all reading and writing. Asking
+    for the write-back of each block right away (``POSIX_FADV_DONTNEED`` starts it
+    without waiting) lets the disk work while the next blocks are read, so the final
+    fsync finds little left to do.
+    """
+
+    def __init__(self, dset: h5py.Dataset) -> None:
+        self._dset = dset
+        self._row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
+        fd = dset.file.id.get_vfd_handle() if hasattr(os, 'posix_fadvise') else None
+        self._fd = fd if isinstance(fd, int) else None
+
+    def start(self, first: int, count: int) -> None:
+        offset = self._dset.id.get_offset() if self._fd is not None else None
+        if offset is None or self._fd is None:
+            return
+        try:
+            os.posix_fadvise(self._fd, offset + first * self._row_bytes, count * self._row_bytes,
+                             os.POSIX_FADV_DONTNEED)
+        except OSError:  # only a hint: the fsync before publishing still writes everything
+            self._fd = None
 
 
 def _deflate(data: bytes, level: int) -> bytes:

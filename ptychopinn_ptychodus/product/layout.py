@@ -53,6 +53,8 @@ class Product:
     position_y_m: npt.NDArray[np.float64]
     layer_spacing_m: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     extra_attrs: dict[str, Any] = field(default_factory=dict)
+    #: What reading assumed for something the file left out (logged by the caller).
+    notes: list[str] = field(default_factory=list)
 
     def quantity(self, name: str) -> float:
         """Any quantity of the table that a product carries, by canonical name."""
@@ -213,6 +215,12 @@ class _Reader:
 
     def dataset(self, name: str, group: h5py.Group | None = None) -> np.ndarray:
         item = self.item(name, group)
+        if item is None and group is None and self.item('patterns') is not None:
+            # Ptychodus's assembled-diffraction HDF5 (/patterns, /bad_pixels), not a product
+            raise self.fail(
+                'is a Ptychodus diffraction file (/patterns), not a product (no probe, object or '
+                'positions): open it in Ptychodus as a diffraction dataset, or pass a product HDF5'
+            )
         if item is None:
             raise self.fail(f'product has no dataset {name!r}')
         try:
@@ -259,6 +267,15 @@ class _Reader:
             )
         except ValueError as exc:  # ObjectGrid's own checks (never our errors: those are raised above)
             raise self.fail(f'not a valid Ptychodus product: {exc}') from exc
+        notes: list[str] = []
+        x_m = self.dataset('probe_position_x_m').astype(np.float64)
+        if self.item('probe_position_indexes') is None:
+            # PtychoPINN's ptycho/interop/ptychovit/convert.py writes _para.hdf5 without indexes:
+            # positions are in pattern order (Ptychodus pairs them with patterns by index value).
+            indexes = np.arange(len(x_m), dtype=np.int64)
+            notes.append('product has no probe_position_indexes: positions taken in order, 0..M-1')
+        else:
+            indexes = self.dataset('probe_position_indexes')
         product = Product(
             metadata=meta,
             probe=probe,
@@ -266,13 +283,14 @@ class _Reader:
             probe_pixel_height_m=self.quantity(probe_ds, 'probe_pixel_height_m', grid.pixel_height_m),
             object=obj,
             grid=grid,
-            position_indexes=self.dataset('probe_position_indexes'),
-            position_x_m=self.dataset('probe_position_x_m').astype(np.float64),
+            position_indexes=indexes,
+            position_x_m=x_m,
             position_y_m=self.dataset('probe_position_y_m').astype(np.float64),
             layer_spacing_m=self.dataset('object_layer_spacing_m')
             if self.item('object_layer_spacing_m') is not None
             else np.zeros(0),
             extra_attrs=self.extra_attrs(),
+            notes=notes,
         )
         lengths = {len(product.position_indexes), len(product.position_x_m), len(product.position_y_m)}
         if len(lengths) != 1 or product.position_x_m.ndim != 1:
@@ -309,6 +327,8 @@ class _Reader:
             shape = group.attrs.get('probeGuess_original_shape')
         except H5_ERRORS as exc:
             raise self.fail(f'cannot read /{RAW_GROUP} attributes: {exc}') from exc
+        if diffraction is not None:
+            self.check_stack(diffraction, attrs)
         return RawBundle(
             xcoords=self.dataset('xcoords', group).astype(np.float64).reshape(-1),
             ycoords=self.dataset('ycoords', group).astype(np.float64).reshape(-1),
@@ -321,6 +341,29 @@ class _Reader:
             attrs=attrs,
             probe_shape=None if shape is None else tuple(int(n) for n in np.asarray(shape).reshape(-1)),
         )
+
+
+    def check_stack(self, dset: h5py.Dataset, attrs: dict[str, Any]) -> None:
+        """What a bundled stack that says nothing about itself holds (PtychoPINN's exporter).
+
+        ``ptycho/io/ptychodus_product_io.py`` stores ``RawData.diff3d`` as given: an
+        integer stack there is photon counts (it writes no domain attribute), and a
+        4-D stack is (M, N, N, 1) (read as its first channel, see :func:`bundle_rows`).
+        """
+        if dset.dtype.kind in 'iu' and 'measurement_domain' not in attrs:
+            attrs['measurement_domain'] = 'intensity'
+            attrs.setdefault('source_domain', 'intensity')
+            attrs.setdefault('domain_reason', f'integer dtype {dset.dtype} means photon counts')
+
+
+def bundle_rows(
+    dset: h5py.Dataset, start: int, stop: int, region: tuple[slice, slice] | None = None
+) -> np.ndarray:
+    """Rows ``start:stop`` of a bundled stack as (M, N, N), cropped; (M, N, N, 1) loses its channel."""
+    rows, cols = region if region is not None else (slice(None), slice(None))
+    if dset.ndim == 4:
+        return np.asarray(dset[start:stop, rows, cols, 0])
+    return np.asarray(dset[start:stop, rows, cols])
 
 
 def _text(value: Any) -> str:

@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +39,39 @@ def check_destination(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(dest, f'folder {parent} is not writable')
     return dest
+
+
+def check_distinct(paths: Sequence[str | os.PathLike[str] | None], inputs: Sequence[Path] = ()) -> None:
+    """Refuse outputs that name the same file as each other or as an input, before any work.
+
+    Two outputs at one path would overwrite each other (only one survives), and an
+    output over an input would replace the data while it is being read.
+    """
+    seen: dict[str, Path] = {os.path.realpath(p): p for p in inputs}
+    for path in paths:
+        if path is None:
+            continue
+        dest = Path(path)
+        key = os.path.realpath(dest)
+        if key in seen:
+            if seen[key] in inputs:
+                raise OutputError(dest, 'is also the input: write the output to another file')
+            raise OutputError(dest, 'is given for two outputs: give each output its own file name')
+        seen[key] = dest
+
+
+def create_folder(path: str | os.PathLike[str]) -> Path | None:
+    """Create the folder an output goes into; return it if it was missing (the caller says so)."""
+    parent = Path(path).parent
+    if str(parent) in ('', '.') or parent.exists():
+        return None
+    try:
+        parent.mkdir(parents=True)
+    except FileExistsError:
+        return None
+    except OSError as exc:
+        raise OutputError(path, f'cannot create folder {parent}: {describe_os_error(exc)}') from exc
+    return parent
 
 
 def check_size_limit(path: str | os.PathLike[str], upper_bound_bytes: int) -> None:
@@ -99,6 +132,70 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[
         if tmp is not None:
             _discard(tmp)
         raise
+
+
+@contextmanager
+def atomic_outputs(
+    paths: Sequence[str | os.PathLike[str]], *, overwrite: bool
+) -> Iterator[list[Path]]:
+    """Several outputs of one conversion, published together or not at all.
+
+    Yields one temporary path per destination. Nothing is published until every
+    file is complete; if publishing one fails, those already published are
+    removed again (and a file they replaced is put back), so the destinations end
+    as they were before.
+    """
+    check_distinct(paths)
+    dests = [check_destination(path, overwrite=overwrite) for path in paths]
+    temps: list[Path] = []
+    try:
+        with signals_held():
+            for dest in dests:
+                temps.append(_create_temporary(dest))
+        yield temps
+        raise_if_interrupted()
+        with signals_held():  # the publish (and its rollback) runs to the end
+            _publish_all(temps, dests, overwrite=overwrite)
+    except OSError as exc:
+        for tmp in temps:
+            _discard(tmp)
+        raise OutputError(paths[0], f'write failed: {describe_os_error(exc)}') from exc
+    except BaseException:
+        for tmp in temps:
+            _discard(tmp)
+        raise
+
+
+def _publish_all(temps: list[Path], dests: list[Path], *, overwrite: bool) -> None:
+    """Publish each temporary; on a failure, undo the ones already published."""
+    done: list[tuple[Path, Path | None]] = []  # (destination, backup of what it replaced)
+    try:
+        for tmp, dest in zip(temps, dests, strict=True):
+            backup: Path | None = None
+            if overwrite and dest.exists():
+                backup = _create_temporary(dest)
+                try:
+                    os.replace(dest, backup)
+                except BaseException:
+                    _discard(backup)
+                    raise
+            try:
+                _publish(tmp, dest, overwrite=overwrite)
+            except BaseException:
+                if backup is not None:
+                    os.replace(backup, dest)
+                raise
+            done.append((dest, backup))
+    except BaseException:
+        for dest, backup in reversed(done):
+            if backup is not None:
+                os.replace(backup, dest)
+            else:
+                _discard(dest)
+        raise
+    for _, backup in done:
+        if backup is not None:
+            _discard(backup)
 
 
 def _create_temporary(dest: Path) -> Path:

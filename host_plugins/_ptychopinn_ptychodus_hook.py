@@ -1,0 +1,1 @@
+../ptychopinn_ptychodus/host/pth_hook.py
