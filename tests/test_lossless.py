@@ -83,3 +83,35 @@ def test_npz_as_0_2_0_wrote_it_still_reads(sample_npz, tmp_path):
         assert dataset.stored_values['detector_distance_m'] == 2.5
         assert dataset.stored_name == 'old run'
         assert dataset.convention.value == 'identity'
+
+
+def test_rawdata_falls_back_when_ptycho_raw_data_cannot_be_imported(sample_npz, tmp_path, monkeypatch, caplog):
+    """Another package named ``ptycho`` (no ``raw_data``) must not break ``import_product_to_rawdata``."""
+    from ptychopinn_ptychodus.convert.rawdata import PtychoPINNRawData, import_product_to_rawdata
+
+    npz, _ = sample_npz()
+    export_product(npz, tmp_path / 'p.h5', ExportMeta(photon_energy_eV=8000.0, detector_distance_m=1.5))
+    fake = tmp_path / 'fake' / 'ptycho'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text('')
+    monkeypatch.syspath_prepend(str(tmp_path / 'fake'))
+    monkeypatch.delitem(__import__('sys').modules, 'ptycho', raising=False)
+    raw = import_product_to_rawdata(tmp_path / 'p.h5')
+    assert isinstance(raw, PtychoPINNRawData)
+    assert any('ptycho.raw_data cannot be imported' in r.getMessage() for r in caplog.records)
+
+
+def test_rawdata_keeps_counts_as_counts(sample_npz, npz_from_arrays, tmp_path):
+    """A count dataset (``measurement_domain='count_intensity'``, as PtychoPINN's
+    ``scripts/studies/make_synthetic_truth_datasets.py`` writes) comes back as counts, not sqrt(counts)."""
+    from ptychopinn_ptychodus.convert.rawdata import import_product_to_rawdata
+
+    _, arrays = sample_npz(key='diff3d', counts=True)
+    meta = {'measurement_domain': 'count_intensity'}
+    npz = npz_from_arrays('counts.npz', _metadata=np.array(json.dumps(meta), dtype=object), **arrays)
+    export_product(npz, tmp_path / 'p.h5', ExportMeta(photon_energy_eV=8000.0, detector_distance_m=1.5))
+    raw = import_product_to_rawdata(tmp_path / 'p.h5', plain=True)
+    np.testing.assert_array_equal(raw.diff3d, arrays['diff3d'])
+    assert raw.diff3d.dtype == arrays['diff3d'].dtype
+    assert raw.metadata == meta
+    assert raw.probeGuess.ndim == 2

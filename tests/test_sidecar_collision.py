@@ -33,7 +33,7 @@ def test_foreign_json_never_stops_the_file_opening(sample_npz, caplog):
         dataset, meta = open_with_sidecar(npz, require_probe=True)
     with dataset:
         assert dataset.require_stack().num_patterns > 0
-    assert meta.values == {}
+    assert meta.given() == {}
     notes = [r.getMessage() for r in caplog.records if 'not our sidecar' in r.getMessage()]
     assert len(notes) == 1 and "'version'" in notes[0] and '.ptychodus.json' in notes[0]
 
@@ -48,7 +48,7 @@ def test_legacy_json_with_only_our_keys_is_still_read(sample_npz):
     npz, _ = sample_npz()
     npz.with_suffix('.json').write_text(json.dumps({'detector_distance_m': 1.25, 'name': 'run'}))
     meta, _ = read_sidecar(npz)
-    assert meta.values['detector_distance_m'] == 1.25 and meta.name == 'run'
+    assert meta.detector_distance_m == 1.25 and meta.name == 'run'
 
 
 def test_own_name_wins_and_is_strict(sample_npz):
@@ -58,7 +58,7 @@ def test_own_name_wins_and_is_strict(sample_npz):
     ours.write_text(json.dumps({'photon_energy_eV': 9000.0, 'diffraction_domain': 'amplitude'}))
     assert find_sidecar(npz) == ours
     meta, options = read_sidecar(npz)
-    assert meta.values['photon_energy_eV'] == 9000.0 and options == {'diffraction_domain': 'amplitude'}
+    assert meta.photon_energy_eV == 9000.0 and options == {'diffraction_domain': 'amplitude'}
     ours.write_text(json.dumps({'version': 'v1'}))  # a file under our own name must be ours
     with pytest.raises(InvalidInputError, match="unknown metadata key 'version'"):
         read_sidecar(npz)

@@ -25,6 +25,7 @@ from ..facts.errors import PtychoPINNError
 from ..facts.geometry import PositionConvention
 from ..facts.quantities import QUANTITIES, ExportMeta
 from ..facts.stack import Domain, Layout
+from ..host.compat import CROP_NOTE
 from ..npz.dataset import ReadOptions
 from ..safeio.atomic import create_folder, describe_os_error
 from ..safeio.cancellation import Interrupted
@@ -321,6 +322,7 @@ def _print_inspection(report: ExportReport, job: Job) -> None:
     print(f'  object: {report.object_shape}')
     print(f'  diffraction: {report.diffraction}')
     print(f'  position convention: {report.position_convention}')
+    print(f'  Ptychodus crop: {CROP_NOTE}')
     if report.fraction_on_object is not None:
         print(f'  positions over the object: {100 * report.fraction_on_object:.1f}%')
     for note in report.notes:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -15,14 +17,26 @@ import numpy as np
 from .._version import __version__
 from ..facts.errors import InvalidInputError
 from ..facts.geometry import ObjectGrid, PositionConvention, fraction_inside, placeholder_object_shape
-from ..facts.quantities import ExportMeta, in_place
+from ..facts.quantities import QUANTITIES, ExportMeta, in_place
 from ..facts.stack import Domain, Layout, blocks_for, bundle_dtype
-from ..npz.dataset import PositionChoice, PtychoPINNDataset, open_dataset
+from ..npz.archive import MemberInfo, NpzArchive
+from ..npz.dataset import (
+    COMMENTS_KEY,
+    CONVENTION_KEY,
+    DOMAIN_KEY,
+    NAME_KEY,
+    PositionChoice,
+    PtychoPINNDataset,
+    open_dataset,
+)
+from ..npz.store import ArrayStore
 from ..product.chunks import DEFAULT_COMPRESSION, Compression, write_pattern_stack
 from ..product.layout import Product, create_h5, write_diffraction_layout, write_product, write_raw_bundle
 from ..safeio.atomic import atomic_outputs, check_destination, check_distinct, check_size_limit
+from ..safeio.blocks import CORRUPT_ERRORS, read_into
 from .resolve import ResolvedMeta, resolve_meta
 
+logger = logging.getLogger(__name__)
 #: Patterns are converted in blocks of about this size.
 BLOCK_BYTES = 16 << 20
 #: ``progress(total)`` is called once the number of patterns is known and returns ``update(n)``.
@@ -312,6 +326,69 @@ def _write_product_file(
             group.attrs['probeGuess_original_shape'] = np.asarray(dataset.probe_source_shape)
         if dataset.diffraction is not None:
             _write_bundled_stack(group, dataset, opts, progress)
+        carry_unknown_arrays(group, dataset.store, opts.block_bytes)
+
+
+#: Keys the exporter interprets (and writes back itself); everything else is carried verbatim.
+INTERPRETED_KEYS = frozenset(
+    {'xcoords', 'ycoords', 'xcoords_start', 'ycoords_start', 'scan_index', 'bad_pixels', 'probeGuess',
+     'objectGuess', 'diffraction', 'diff3d', '_metadata', DOMAIN_KEY, NAME_KEY, COMMENTS_KEY, CONVENTION_KEY}
+    | {quantity.name for quantity in QUANTITIES}
+)
+
+
+def carry_unknown_arrays(group: h5py.Group, store: ArrayStore, block_bytes: int) -> list[str]:
+    """Copy every array we do not interpret into ``/raw_data`` as it is (dtype, shape, bytes).
+
+    Lets NPZ -> product -> NPZ give back ``Y``, ``label``, ``ground_truth_patches``...
+    Arrays larger than one block are copied row block by row block into a chunked
+    dataset, so memory stays bounded. Numbers/booleans keep their HDF5 type; other
+    dtypes (strings, datetimes) are stored as their bytes (``uint8``, one more axis)
+    with ``numpy_dtype`` recording what they were. Object arrays are never unpickled:
+    skipped with a warning naming the key. The carried keys are listed in the group's
+    ``carried_keys`` attribute (JSON), so a reader tells them from ours.
+    """
+    carried: list[str] = []
+    for key in sorted(store.members):
+        if key in INTERPRETED_KEYS or key in group:
+            continue
+        info = store.info(key)
+        if info.is_object:
+            logger.warning(
+                '%s: array %r holds Python objects; not carried (never unpickled)',
+                store.path.name,
+                key,
+            )
+            continue
+        if info.dtype.kind in 'biufc':
+            _carry_numbers(group, store, info, block_bytes)
+        else:
+            value = np.array(store.read(key), order='C')  # (ascontiguousarray makes 0-d arrays 1-d)
+            raw = value.reshape(-1).view(np.uint8).reshape(*value.shape, value.dtype.itemsize)
+            dset = group.create_dataset(key, data=raw)
+            dset.attrs['numpy_dtype'] = value.dtype.str
+        carried.append(key)
+    group.attrs['carried_keys'] = json.dumps(carried)
+    return carried
+
+
+def _carry_numbers(group: h5py.Group, store: ArrayStore, info: MemberInfo, block_bytes: int) -> None:
+    per_row = max(1, math.prod(info.shape[1:]) * info.dtype.itemsize)
+    archive = store if isinstance(store, NpzArchive) else None  # arrays in memory are copied at once
+    if archive is None or info.fortran_order or not info.shape or info.nbytes <= block_bytes:
+        group.create_dataset(info.key, data=np.asarray(store.read(info.key)))
+        return
+    rows = max(1, block_bytes // per_row)
+    dset = group.create_dataset(info.key, shape=info.shape, dtype=info.dtype, chunks=True)
+    try:
+        with archive.open_data(info.key) as stream:
+            for start in range(0, info.shape[0], rows):
+                block = np.empty((min(rows, info.shape[0] - start), *info.shape[1:]), dtype=info.dtype)
+                read_into(stream, block)
+                dset[start : start + len(block)] = block
+    except CORRUPT_ERRORS as exc:
+        problem = f'array {info.key!r} cannot be read (corrupt archive?): {exc}'
+        raise InvalidInputError(store.path, problem) from exc
 
 
 def _write_bundled_stack(

@@ -252,7 +252,32 @@ def _bundle_arrays(bundle: RawBundle, ours: dict[str, Any]) -> Arrays:
         ours[DOMAIN_KEY] = _source_dtype(bundle)[1].value
     if bundle.metadata_json is not None:
         arrays['_metadata'] = np.asarray(bundle.metadata_json)
+    for key, dset in bundle.carried.items():
+        arrays.setdefault(key, carried_array(dset))
     return arrays
+
+
+def carried_array(dset: h5py.Dataset) -> np.ndarray | StreamedArray:
+    """A source array the exporter carried verbatim, as it was; large ones stream in row blocks."""
+    try:
+        recorded = dset.attrs.get('numpy_dtype')
+        if recorded is not None:  # strings, datetimes...: stored as their bytes
+            dtype = np.dtype(_plain_text(recorded))
+            return np.frombuffer(np.asarray(dset[()]).tobytes(), dtype=dtype).reshape(dset.shape[:-1])
+        if dset.ndim == 0 or dset.nbytes <= RESTORE_BLOCK_BYTES:
+            return np.asarray(dset[()])
+    except (*H5_ERRORS, ArithmeticError) as exc:
+        raise InvalidInputError(dset.file.filename, f'cannot read {dset.name}: {exc}') from exc
+    rows = max(1, RESTORE_BLOCK_BYTES // max(1, int(np.prod(dset.shape[1:])) * dset.dtype.itemsize))
+
+    def blocks() -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, dset.shape[0], rows):
+            try:
+                yield start, np.asarray(dset[start : start + rows])
+            except H5_ERRORS as exc:
+                raise InvalidInputError(dset.file.filename, f'cannot read {dset.name}: {exc}') from exc
+
+    return StreamedArray(shape=tuple(dset.shape), dtype=dset.dtype, blocks=blocks())
 
 
 def _probe_for_npz(probe: np.ndarray, original: tuple[int, ...] | None, notes: list[str]) -> np.ndarray:

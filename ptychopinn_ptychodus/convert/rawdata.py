@@ -26,14 +26,20 @@ import numpy.typing as npt
 
 from ..facts.errors import InvalidInputError
 from ..facts.quantities import ExportMeta
-from ..facts.stack import DiffractionInfo
+from ..facts.stack import DiffractionInfo, Domain
 from ..npz.archive import MemberInfo
 from ..npz.dataset import ReadOptions, interpret
 from ..npz.patterns import ArrayPatternReader, PatternReader
 from ..npz.store import ArrayStore
 from ..product.layout import read_product
 from .export import ExportOptions, ExportReport, export_dataset
-from .importer import bundled_amplitudes, normalize_product, npz_arrays_from_product
+from .importer import (
+    _source_dtype,
+    bundled_amplitudes,
+    normalize_product,
+    npz_arrays_from_product,
+    restore_stack,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -231,12 +237,12 @@ def import_product_to_rawdata(in_path: str | os.PathLike[str], *, plain: bool = 
         arrays, more = npz_arrays_from_product(product, bundle)
         for note in notes + more:
             logger.warning('%s: %s', path.name, note)
-        diff3d = None
-        if bundle is not None and bundle.diffraction is not None:
-            diff3d = bundled_amplitudes(bundle)
         metadata = None
         if bundle is not None and bundle.metadata_json is not None:
             metadata = _json_object(bundle.metadata_json, path)
+        diff3d = None
+        if bundle is not None and bundle.diffraction is not None:
+            diff3d = _diff3d_as_declared(bundle, metadata, path)
     values: dict[str, Any] = {
         key: np.asarray(arrays[key])
         for key in (
@@ -250,11 +256,40 @@ def import_product_to_rawdata(in_path: str | os.PathLike[str], *, plain: bool = 
         )
     }
     values['scan_index'] = values['scan_index'].astype(np.int64)
+    probe = values['probeGuess']
+    if probe.ndim > 2:  # ptycho.raw_data.RawData asserts a 2-D probeGuess
+        flat = probe.reshape(-1, *probe.shape[-2:])
+        if flat.shape[0] > 1:
+            logger.warning('%s: probe has %d modes; probeGuess is the first, all are in .probe_modes',
+                           path.name, flat.shape[0])
+        values['probeGuess'] = flat[0]
+        values['probe_modes'] = flat
     values.update(diff3d=diff3d, metadata=metadata)
     rawdata_cls = None if plain else _ptychopinn_rawdata_class()
     if rawdata_cls is None:
         return PtychoPINNRawData(**values)
     return _construct_rawdata(rawdata_cls, values)
+
+
+def _diff3d_as_declared(bundle: Any, metadata: dict[str, Any] | None, path: Path) -> np.ndarray:
+    """The bundled stack in the domain the source's metadata declares (counts stay counts).
+
+    PtychoPINN's count datasets (``scripts/studies/make_synthetic_truth_datasets.py``)
+    say ``measurement_domain='count_intensity'``; handing them amplitudes would make
+    ``RawData.to_file`` write amplitudes where counts belong. Otherwise float32 amplitude.
+    """
+    declared = str((metadata or {}).get('measurement_domain', ''))
+    if 'count' in declared or 'intensity' in declared:
+        _, stream = restore_stack(bundle)
+        out = np.empty(stream.shape, dtype=stream.dtype)
+        for start, block in stream.blocks:
+            out[start : start + block.shape[0]] = block
+        _, source_domain, _ = _source_dtype(bundle)
+        if source_domain is not Domain.INTENSITY:
+            logger.warning('%s: metadata says %r but the stack came from %s values; diff3d is as it came',
+                           path.name, declared, source_domain.value)
+        return out
+    return bundled_amplitudes(bundle)
 
 
 def _json_object(text: str, path: Path) -> dict[str, Any] | None:
@@ -272,7 +307,12 @@ def _ptychopinn_rawdata_class() -> Any:
     """``ptycho.raw_data.RawData`` if PtychoPINN is installed, else ``None`` (nothing imported)."""
     if importlib.util.find_spec('ptycho') is None:
         return None
-    module = importlib.import_module('ptycho.raw_data')
+    try:
+        module = importlib.import_module('ptycho.raw_data')
+    except Exception as exc:  # noqa: BLE001 - another package named ``ptycho``, or TensorFlow broken
+        logger.warning('ptycho.raw_data cannot be imported (%s: %s); returning PtychoPINNRawData instead',
+                       type(exc).__name__, exc)
+        return None
     return getattr(module, 'RawData', None)
 
 

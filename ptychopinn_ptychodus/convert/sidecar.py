@@ -45,6 +45,10 @@ def legacy_sidecar_path(file_path: Path) -> Path:
     return file_path.with_suffix(LEGACY_SIDECAR_SUFFIX)
 
 
+#: Foreign JSON files already noted: one note per file, however often a host opens the dataset.
+_NOTED: set[Path] = set()
+
+
 def foreign_keys(values: dict[str, Any]) -> list[str]:
     """Keys of a JSON object that are not ours (quantities, ``name``/``comments``, reader options)."""
     return [key for key in values if key not in TEXT_FIELDS and key not in SPELLINGS
@@ -69,10 +73,16 @@ def find_sidecar(file_path: Path) -> Path | None:
     try:
         values = read_json_object(legacy)
     except InvalidInputError as exc:
+        if legacy in _NOTED:
+            return None
+        _NOTED.add(legacy)
         logger.warning('%s: ignoring %s, not our sidecar (%s)', file_path.name, legacy.name, exc.problem)
         return None
     others = foreign_keys(values)
+    if others and legacy in _NOTED:
+        return None
     if others:
+        _NOTED.add(legacy)
         shown = ', '.join(repr(key) for key in others[:3]) + (', ...' if len(others) > 3 else '')
         logger.warning(
             '%s: ignoring %s, not our sidecar (keys %s are not ours); put our metadata in %s',
@@ -106,9 +116,10 @@ def open_with_sidecar(
     file_path: Path, *, require_probe: bool, require_positions: bool = True
 ) -> tuple[PtychoPINNDataset, ExportMeta]:
     """The dataset interpreted with the sidecar's options, and the sidecar's metadata."""
-    meta, options = read_sidecar(file_path)
+    found = find_sidecar(file_path)
+    meta, options = (ExportMeta(), {}) if found is None else read_sidecar_file(found)
     read = ReadOptions.parse(
-        find_sidecar(file_path) or sidecar_path(file_path),
+        found or sidecar_path(file_path),
         domain=options.get('diffraction_domain'),
         positions=options.get('positions'),
         layout=options.get('layout'),

@@ -90,20 +90,34 @@ def diffraction_quantities(meta: Any) -> dict[str, float | None]:
 def processed_pixel_geometry(dataset: Any) -> Any:
     """Detector pixel of the patterns Ptychodus assembled (after binning), or ``None``.
 
-    1.7: ``get_processed_pixel_geometry()``; 1.5.1/1.6: ``get_assembled_data().get_pixel_geometry()``.
+    1.6/1.7: ``get_processed_pixel_geometry()``; 1.5.1: the dataset's pattern sizer.
     ``metadata.detector_pixel_geometry`` is the raw detector's in every release.
     """
     getter = getattr(dataset, 'get_processed_pixel_geometry', None)
     if getter is not None:
         return getter()
-    data = getattr(dataset, 'get_assembled_data', None)
-    return None if data is None else data().get_pixel_geometry()
+    # 1.5.1: the assembled data keep the raw pixel; the dataset's own PatternSizer (private, no
+    # public accessor in that release) folds binning/transpose in, as its product geometry does.
+    sizer = getattr(dataset, '_sizer', None)
+    raw = getattr(dataset, 'get_raw_pixel_geometry', None)
+    if sizer is not None and raw is not None and hasattr(sizer, 'get_processed_pixel_geometry'):
+        return sizer.get_processed_pixel_geometry(raw())
+    return None
 
 
 def assembled_bad_pixels(dataset: Any) -> np.ndarray | None:
     """The bad-pixel mask of the assembled (processed) patterns, where the dataset has one."""
     data = getattr(dataset, 'get_assembled_data', None)
     return None if data is None else np.asarray(data().get_bad_pixels())
+
+
+#: What Ptychodus's default crop does, for ``--inspect`` and the layout tree our readers show.
+CROP_NOTE = (
+    "Ptychodus crops to 64x64 around pixel (32, 32) by default when opened headless: patterns larger "
+    "than 64 lose their centre (PtychoPINN's zero frequency is at N//2). The Open Dataset wizard applies "
+    "the beam centre we report (N//2); headless pass crop_region=CropRegion(...) centred at N//2 "
+    "(1.6+; 1.5.1: crop_center=/crop_extent=) or set diffraction_settings.crop_enabled False."
+)
 
 
 def beam_center(module: Any, x_px: int, y_px: int) -> dict[str, Any]:

@@ -180,13 +180,8 @@ class NPZDiffractionFileReader(DiffractionFileReader):
     def read(self, file_path: Path) -> DiffractionDataset:
         dataset, meta = open_with_sidecar(file_path, require_probe=False, require_positions=False)
         with dataset:
-            if dataset.diffraction is None and dataset.probe is not None:
-                # a reconstruction (e.g. Run1084): geometry only, so its product can bind
-                values = resolve_meta(dataset, meta, need_detector=True).values
-                height, width = (int(n) for n in np.shape(dataset.probe)[-2:])
-                return _geometry_only_dataset(
-                    file_path, height=height, width=width, quantities=values, layout=_npz_layout(dataset)
-                )
+            if dataset.diffraction is None:
+                return _npz_geometry_only(file_path)
             info = dataset.require_stack()
             # the same (possibly defaulted, always warned) physics as the product reader,
             # so Ptychodus derives the same object pixel as the product's
@@ -204,6 +199,22 @@ class NPZDiffractionFileReader(DiffractionFileReader):
             )
 
 
+def _npz_geometry_only(file_path: Path) -> DiffractionDataset:
+    """A reconstruction NPZ (e.g. Run1084): geometry only, so that its product can bind.
+
+    The physics are resolved exactly as the product reader resolves them, so Ptychodus
+    derives the product's own object pixel from this dataset.
+    """
+    dataset, meta = open_with_sidecar(file_path, require_probe=True)
+    with dataset:
+        assert dataset.probe is not None  # require_probe
+        values = resolve_meta(dataset, meta, need_detector=True).values
+        height, width = (int(n) for n in np.shape(dataset.probe)[-2:])
+        return _geometry_only_dataset(
+            file_path, height=height, width=width, quantities=values, layout=_npz_layout(dataset)
+        )
+
+
 def _npz_layout(dataset: PtychoPINNDataset) -> list[tuple[str, str, str]]:
     info = dataset.diffraction
     entries = []
@@ -213,6 +224,7 @@ def _npz_layout(dataset: PtychoPINNDataset) -> list[tuple[str, str, str]]:
             details += f', layout {info.layout.value}, {info.domain.value} ({info.domain_reason})'
         entries.append((key, str(member.dtype), details))
     entries.append(('position convention', 'str', dataset.describe_convention()))
+    entries.append(('Ptychodus crop', 'str', compat.CROP_NOTE))
     return entries
 
 

@@ -85,6 +85,8 @@ class RawBundle:
     metadata_json: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     probe_shape: tuple[int, ...] | None = None
+    #: Source arrays we did not interpret, carried verbatim (``carried_keys``), still lazy.
+    carried: dict[str, h5py.Dataset] = field(default_factory=dict)
 
 
 def create_h5(path: Path) -> h5py.File:
@@ -325,8 +327,14 @@ class _Reader:
         try:
             attrs = dict(diffraction.attrs) if diffraction is not None else {}
             shape = group.attrs.get('probeGuess_original_shape')
-        except H5_ERRORS as exc:
+            carried_keys = json.loads(_text(group.attrs.get('carried_keys', '[]')))
+        except (*H5_ERRORS, json.JSONDecodeError) as exc:
             raise self.fail(f'cannot read /{RAW_GROUP} attributes: {exc}') from exc
+        carried = {
+            str(key): item
+            for key in (carried_keys if isinstance(carried_keys, list) else [])
+            if isinstance(item := self.item(str(key), group), h5py.Dataset)
+        }
         if diffraction is not None:
             self.check_stack(diffraction, attrs)
         return RawBundle(
@@ -340,6 +348,7 @@ class _Reader:
             metadata_json=_text(self.dataset('_metadata', group)) if metadata is not None else None,
             attrs=attrs,
             probe_shape=None if shape is None else tuple(int(n) for n in np.asarray(shape).reshape(-1)),
+            carried=carried,
         )
 
 
