@@ -43,7 +43,7 @@ from ..convert.importer import (
 from ..convert.npz_export import write_diffraction_npz, write_product_npz
 from ..convert.resolve import resolve_meta
 from ..convert.sidecar import load_intensities, open_with_sidecar
-from ..facts.errors import OutputError
+from ..facts.errors import InvalidInputError, OutputError
 from ..facts.geometry import ObjectGrid, derive_detector_pixel_m
 from ..facts.stack import Domain
 from ..npz.dataset import PtychoPINNDataset
@@ -299,9 +299,14 @@ class BundledDiffractionFileReader(DiffractionFileReader):
     """A converted product's ``/raw_data`` as Ptychodus diffraction (intensities)."""
 
     def read(self, file_path: Path) -> DiffractionDataset:
-        if not has_bundled_stack(file_path):
+        try:  # one open for the common case; a product without a stack is the rare one
+            stack: BundledStack = describe_bundled_stack(file_path)
+        except InvalidInputError as exc:
+            # only "no stack" leads to the geometry-only dataset; a corrupt file is refused at once
+            # (every further open would pay libhdf5's termination check again)
+            if 'diffraction (M, N, N) stack' not in str(exc) or has_bundled_stack(file_path):
+                raise
             return _bundled_geometry_only(file_path)
-        stack: BundledStack = describe_bundled_stack(file_path)
         shape = (stack.num_patterns, stack.height, stack.width)
         squared = ' (squared on read)' if stack.stored_domain == Domain.AMPLITUDE else ''
         details = f'shape {shape}, {stack.stored_domain.value}{squared}'

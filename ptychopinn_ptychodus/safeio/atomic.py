@@ -159,7 +159,11 @@ def atomic_outputs(
     except OSError as exc:
         for tmp in temps:
             _discard(tmp)
-        raise OutputError(paths[0], f'write failed: {describe_os_error(exc)}') from exc
+        # name the output whose file failed when the error says; otherwise (h5py often does not)
+        # name them all rather than blame the wrong one
+        failed = [d for d, t in zip(dests, temps, strict=False) if exc.filename in (str(t), str(d))]
+        where = failed[0] if failed else ', '.join(str(d) for d in dests)
+        raise OutputError(where, f'write failed: {describe_os_error(exc)}') from exc
     except BaseException:
         for tmp in temps:
             _discard(tmp)

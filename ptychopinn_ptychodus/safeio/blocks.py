@@ -6,14 +6,15 @@ import os
 import struct
 import zipfile
 import zlib
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
+_fast_zlib: Any
 try:  # zlib-ng (a runtime dependency): the same CRC-32, about 5x faster (SIMD) than zlib's
     from zlib_ng import zlib_ng as _fast_zlib
 except ImportError:  # pragma: no cover - optional speed-up
-    _fast_zlib = zlib  # type: ignore[assignment]
+    _fast_zlib = zlib
 
 #: Errors that mean "the source's bytes are bad", wherever they surface.
 CORRUPT_ERRORS = (
