@@ -260,3 +260,63 @@ def test_tike_siemens_star_positions(tmp_path: Path, shared_data: Path) -> None:
         np.testing.assert_allclose(coords - coords[0], expected - expected[0], atol=1e-6, rtol=0)
     assert got['diff3d'].shape == (scan.shape[0], n, n)
     np.testing.assert_array_equal(got['probeGuess'], np.load(npy))
+
+
+def test_bad_pixels_file_is_cropped_with_the_patterns(tmp_path: Path) -> None:
+    """A mask read by Ptychodus's NPY bad-pixels reader comes out at the cropped pattern shape."""
+    cxi, product_h5, _ = _ptychodus_files(tmp_path)
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[[0, 10, 20, 23], [0, 12, 9, 23]] = True  # (0, 0) lies outside the centred 16x16 crop
+    mask_path = tmp_path / 'mask.npy'
+    np.save(mask_path, mask)
+    sources = TrainingSources(cxi, product=product_h5, product_reader='HDF5', bad_pixels=mask_path)
+    with pytest.raises(InvalidInputError, match='several bad-pixels readers fit'):
+        export_training_data(sources, tmp_path / 'refused.npz', crop_px=16)
+    assert not (tmp_path / 'refused.npz').exists()
+    sources.bad_pixels_reader = 'NPY_Bad_Pixels'
+    out = tmp_path / 'train.npz'
+    report = export_training_data(sources, out, crop_px=16)
+    got = assert_ptychopinn_loads(out)
+    assert got['bad_pixels'].shape == got['diff3d'].shape[1:] == (16, 16)
+    np.testing.assert_array_equal(got['bad_pixels'], mask[8:24, 8:24])
+    assert any('3 bad pixels' in note for note in report.notes)
+    meta: Any = got['_metadata']
+    assert meta['provenance']['bad_pixels']['reader'] == 'NPY_Bad_Pixels'
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """Without --quiet on a terminal, tqdm counts every pattern (the CLI run under a pseudo-terminal)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    cxi, product_h5, original = _ptychodus_files(tmp_path)
+    out = tmp_path / 'train.npz'
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 120, 0, 0))  # a 120-column terminal
+    code = 'import sys; from ptychopinn_ptychodus.cli.tool import main; sys.exit(main())'
+    proc = subprocess.run(
+        [sys.executable, '-c', code, 'training-data', str(cxi), '--product', str(product_h5),
+         '--product-reader', 'HDF5', '-o', str(out)],
+        stderr=follower, stdout=subprocess.PIPE, timeout=300, check=False,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    terminal = b''.join(chunks).decode(errors='replace')
+    assert proc.returncode == 0, terminal
+    n = original['xcoords'].size
+    assert f'{n}/{n}' in terminal and 'pattern' in terminal and cxi.name in terminal
+    assert_ptychopinn_loads(out)

@@ -11,9 +11,11 @@ Use: ``from ptychopinn_ptychodus.host.training import export_training_data``
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..convert.batch import local_pool
 from ..convert.training_npz import TrainingData, TrainingReport, physics_from, write_training_npz
 from ..facts.errors import InvalidInputError, PtychoPINNError
 from ..facts.quantities import ExportMeta
@@ -160,11 +163,10 @@ def export_training_data(
                 param.set_value(float(meta.given()[key]))
         kwargs: dict[str, Any] = {}
         if sources.bad_pixels is not None:
-            kwargs = {
-                'bad_pixels_file_path': sources.bad_pixels,
-                'bad_pixels_file_type': sources.bad_pixels_reader,
-            }
-            provenance['bad_pixels'] = {'file': str(sources.bad_pixels), 'reader': sources.bad_pixels_reader}
+            bad_reader = choose_reader(registry.bad_pixels_file_readers, sources.bad_pixels,
+                                       sources.bad_pixels_reader, 'bad-pixels')
+            kwargs = {'bad_pixels_file_path': sources.bad_pixels, 'bad_pixels_file_type': bad_reader}
+            provenance['bad_pixels'] = {'file': str(sources.bad_pixels), 'reader': bad_reader}
         try:
             dataset = core.workflow_api.load_diffraction_data(
                 sources.diffraction, file_type=reader, crop_region=region, block=True, **kwargs
@@ -272,20 +274,35 @@ class TrainingJob:
     output: Path
     crop_px: int | None = None
     counts: bool = False
+    keep_probe_modes: bool = False
 
 
 def export_one(job: TrainingJob, meta: ExportMeta | None, overwrite: bool) -> TrainingReport | str:
     """One job; a refusal comes back as its one-line message instead of raising."""
     try:
         return export_training_data(job.sources, job.output, crop_px=job.crop_px, meta=meta,
-                                    counts=job.counts, overwrite=overwrite)
+                                    counts=job.counts, keep_probe_modes=job.keep_probe_modes,
+                                    overwrite=overwrite)
     except PtychoPINNError as exc:
         return str(exc)
 
 
-def export_many(jobs: Iterable[TrainingJob], executor: Executor, *, meta: ExportMeta | None = None,
-                overwrite: bool = False) -> Iterator[TrainingReport | str]:
-    """Every job on ``executor`` (process pool, :class:`~..convert.batch.SerialExecutor`, Dask client)."""
-    futures = [executor.submit(export_one, job, meta, overwrite) for job in jobs]
-    for future in futures:
-        yield future.result()
+def export_many(jobs: Iterable[TrainingJob], executor: Executor | None = None, *,
+                meta: ExportMeta | None = None, overwrite: bool = False) -> Iterator[TrainingReport | str]:
+    """Every job on ``executor``, results in job order; a refused job yields its one-line message.
+
+    Parameters
+    ----------
+    jobs: the exports (:class:`TrainingJob`, picklable).
+    executor: any ``concurrent.futures.Executor`` (a ``dask.distributed`` client's
+        ``get_executor()`` works unchanged); default: a process pool on every core.
+    meta: physics where the files lack them, for every job.
+    overwrite: replace existing outputs.
+    """
+    jobs = list(jobs)
+    with ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(local_pool(max(1, min(os.cpu_count() or 1, len(jobs)))))
+        futures = [executor.submit(export_one, job, meta, overwrite) for job in jobs]
+        for future in futures:
+            yield future.result()
