@@ -11,13 +11,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
 from .._version import __version__
-from ..convert.batch import Job, SerialExecutor, convert_many, dask_executor, local_pool, plan_jobs
+from ..convert.batch import Job, batch_executor, convert_many, plan_jobs
 from ..convert.export import ExportOptions, ExportReport, export_product
 from ..convert.importer import import_product
 from ..convert.sidecar import find_sidecar, read_sidecar_file
@@ -447,12 +446,9 @@ def _run_batch(jobs: list[Job], args: argparse.Namespace, meta: ExportMeta) -> i
     inputs = [job.input_npz for job in jobs]
     out = args.output_dir or Path('.')
     with ExitStack() as stack:
-        if args.dask_scheduler:
-            executor: Executor = stack.enter_context(dask_executor(args.dask_scheduler))
-        elif args.jobs > 1:
-            executor = stack.enter_context(local_pool(min(args.jobs, len(jobs))))
-        else:
-            executor = SerialExecutor()
+        executor = batch_executor(
+            stack, dask_scheduler=args.dask_scheduler, jobs=args.jobs, num_jobs=len(jobs)
+        )
         results = convert_many(
             inputs,
             out,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import Executor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ..convert.batch import SerialExecutor, dask_executor, local_pool
+from ..convert.batch import batch_executor
 from ..facts.errors import RunError
 from ..facts.quantities import ExportMeta
 from .console import ProgressBar
@@ -130,12 +129,9 @@ def _run_batch(jobs: list[Any], args: argparse.Namespace, meta: ExportMeta) -> i
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        if args.dask_scheduler:
-            executor: Executor = stack.enter_context(dask_executor(args.dask_scheduler))
-        elif args.jobs > 1:
-            executor = stack.enter_context(local_pool(min(args.jobs, len(jobs))))
-        else:
-            executor = SerialExecutor()
+        executor = batch_executor(
+            stack, dask_scheduler=args.dask_scheduler, jobs=args.jobs, num_jobs=len(jobs)
+        )
         results = list(export_many(jobs, executor, meta=meta, overwrite=args.overwrite))
     failed = 0
     for job, result in zip(jobs, results, strict=True):

@@ -14,7 +14,7 @@ import socket
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,3 +212,24 @@ def _check_reachable(address: str, timeout_s: float) -> None:
             pass
     except OSError as exc:
         raise RunError(None, f'cannot reach the Dask scheduler at {address}: {exc.strerror or exc}') from exc
+
+
+def batch_executor(stack: ExitStack, *, dask_scheduler: str | None, jobs: int, num_jobs: int) -> Executor:
+    """The executor a batch command asked for: a Dask cluster, a local process pool, or one job at a time.
+
+    Parameters
+    ----------
+    stack
+        Owns the executor: closing it shuts the pool down or disconnects from Dask.
+    dask_scheduler
+        Address of a running Dask scheduler (``--dask-scheduler``), or None.
+    jobs
+        Local worker processes asked for (``--jobs``); 1 runs the jobs in turn here.
+    num_jobs
+        How many jobs there are (no more workers than jobs are started).
+    """
+    if dask_scheduler:
+        return stack.enter_context(dask_executor(dask_scheduler))
+    if jobs > 1:
+        return stack.enter_context(local_pool(min(jobs, num_jobs)))
+    return SerialExecutor()

@@ -12,8 +12,9 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -414,11 +415,9 @@ def _decide_convention(
     store = dataset.store
     if explicit is not None:
         return explicit, 'chosen explicitly'
-    value = _our_text(dataset, CONVENTION_KEY)
-    if value is not None:
-        if value in PositionConvention.__members__.values():
-            return PositionConvention(value), f'recorded in the file ({CONVENTION_KEY})'
-        raise InvalidInputError(store.path, f'{CONVENTION_KEY}={value!r} is not one of ptychopinn, identity')
+    recorded = _recorded_choice(dataset, CONVENTION_KEY, PositionConvention)
+    if recorded is not None:
+        return recorded
     if all(key in store for key in TORCH_DATAGEN_KEYS) and 'xcoords_start' not in store:
         return _torch_datagen_convention(dataset)
     return DEFAULT_CONVENTION, 'PtychoPINN convention (default)'
@@ -567,16 +566,30 @@ def _detect_layout(dataset: PtychoPINNDataset, key: str, shape: tuple[int, ...],
     )
 
 
+
+_Choice = TypeVar('_Choice', bound=Enum)
+
+def _recorded_choice(dataset: PtychoPINNDataset, key: str, kind: type[_Choice]) -> tuple[_Choice, str] | None:
+    """A choice this package recorded in the file (``key``), or None; a value it cannot mean is refused."""
+    value = _our_text(dataset, key)
+    if value is None:
+        return None
+    try:
+        return kind(value), f'recorded in the file ({key})'
+    except ValueError:
+        allowed = ', '.join(str(member.value) for member in kind)
+        raise InvalidInputError(dataset.store.path, f'{key}={value!r} is not one of {allowed}') from None
+
+
 def _decide_domain(
     dataset: PtychoPINNDataset, info: DiffractionInfo, explicit: Domain | None
 ) -> tuple[Domain, str]:
     """Explicit choice, then our own key, then the file's metadata, then dtype and key name."""
     if explicit is not None:
         return explicit, 'chosen explicitly'
-    value = _our_text(dataset, DOMAIN_KEY)
-    if value is not None:
-        if value in Domain.__members__.values():
-            return Domain(value), f'recorded in the file ({DOMAIN_KEY})'
+    recorded = _recorded_choice(dataset, DOMAIN_KEY, Domain)
+    if recorded is not None:
+        return recorded
     measured = (dataset.metadata or {}).get('measurement_domain')
     if isinstance(measured, str):
         if 'intensity' in measured or 'count' in measured:
