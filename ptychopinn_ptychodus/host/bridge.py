@@ -1,7 +1,9 @@
-"""Installed by our wheel as ``ptychodus/plugins/ptychopinn_ptychodus_entry_points.py``.
+"""Installed by our wheel as ``ptychopinn_ptychodus_entry_points.py`` in ``host/ptychodus_plugins/``.
 
-Ptychodus 1.7 only imports modules that sit in its own ``plugins`` folder; it
-does not read entry points. This bridge is such a module: it loads every entry
+Ptychodus (1.5.1-1.7) imports only modules found on ``ptychodus.plugins.__path__``;
+it does not read entry points. :mod:`.pth_hook` adds that folder of ours to the
+path when Ptychodus imports its plugins, so this module is found there (and
+``install-bridge`` can still copy it into Ptychodus's own folder). It loads every entry
 point of the ``ptychodus.plugins`` group and calls it with the registry. It
 must never break Ptychodus's start-up, so every failure is caught and logged
 by entry-point name, and it imports nothing heavy until Ptychodus calls it.
