@@ -13,7 +13,7 @@ from .convert.export import ExportOptions, ExportReport, export_product
 from .convert.importer import ImportReport, import_product
 from .convert.rawdata import PtychoPINNRawData, export_product_from_rawdata, import_product_to_rawdata
 from .facts.errors import InvalidInputError, OutputError, PtychoPINNError
-from .facts.geometry import PositionConvention
+from .facts.geometry import ObjectPlacement, PositionConvention
 from .facts.quantities import QUANTITIES, ExportMeta
 from .facts.stack import Domain, Layout
 from .npz.dataset import open_dataset
@@ -28,6 +28,7 @@ __all__ = [
     'ImportReport',
     'InvalidInputError',
     'Layout',
+    'ObjectPlacement',
     'OutputError',
     'PositionConvention',
     'PtychoPINNError',

@@ -21,7 +21,7 @@ from ..convert.export import ExportOptions, ExportReport, export_product
 from ..convert.importer import import_product
 from ..convert.sidecar import find_sidecar, read_sidecar_file
 from ..facts.errors import PtychoPINNError
-from ..facts.geometry import PositionConvention
+from ..facts.geometry import ObjectPlacement, PositionConvention
 from ..facts.quantities import QUANTITIES, ExportMeta
 from ..facts.stack import Domain, Layout
 from ..host.compat import CROP_NOTE
@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument_group('product metadata (unknown physics is defaulted, warned and recorded)')
     )
     _add_interpretation_arguments(parser.add_argument_group('interpretation'))
+    _add_pairing_arguments(
+        parser.add_argument_group(
+            'object from a reconstruction output (positions, probe and patterns stay the dataset\'s)'
+        )
+    )
     run = parser.add_argument_group('run')
     run.add_argument('--jobs', type=int, default=1, help='files converted in parallel (batch)')
     run.add_argument(
@@ -190,12 +195,47 @@ def _add_interpretation_arguments(data: argparse._ArgumentGroup) -> None:
     )
 
 
+def _add_pairing_arguments(pair: argparse._ArgumentGroup) -> None:
+    pair.add_argument(
+        '--object-from',
+        type=Path,
+        metavar='NPZ',
+        help="take the object from PtychoPINN's recon.npz (YY_pred), compare_models.py "
+        'reconstructions.npz, or tike/pty-chi reconstruction NPZ, placed on the dataset\'s grid',
+    )
+    pair.add_argument(
+        '--object-key',
+        metavar='KEY',
+        help="its array (e.g. YY_pred, baseline_complex, 'amp,phase'; default: a known key)"
+    )
+    pair.add_argument(
+        '--object-placement',
+        choices=tuple(p.value for p in ObjectPlacement),
+        default=None,
+        help='how the writer laid the object out (default: told from the key and the file)',
+    )
+    pair.add_argument(
+        '--stitch-crop-size',
+        type=int,
+        metavar='M',
+        help='M PtychoPINN stitched with (compare_models default 20)',
+    )
+    pair.add_argument(
+        '--tike-extra-padding', type=int, metavar='PX', help='the tike run\'s --extra-padding (default 64)'
+    )
+
+
 #: Sidecar reader options -> (argparse destination, its value when the flag was not given).
 _SIDECAR_FLAGS = (
     ('diffraction_domain', 'diffraction_domain', 'auto'),
     ('positions', 'positions', None),
     ('layout', 'layout', 'auto'),
     ('position_convention', 'position_convention', None),
+    ('object_from', 'object_from', None),
+    ('object_key', 'object_key', None),
+    ('object_placement', 'object_placement', None),
+    ('stitch_crop_size', 'stitch_crop_size', None),
+    ('tike_extra_padding', 'tike_extra_padding', None),
 )
 
 
@@ -261,6 +301,11 @@ def _export_options(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         'compression_level': args.compression_level,
         'progress': progress,
         'dry_run': args.inspect,
+        'object_from': args.object_from,
+        'object_key': args.object_key,
+        'object_placement': args.object_placement,
+        'stitch_crop_size': args.stitch_crop_size,
+        'tike_extra_padding': args.tike_extra_padding,
     }
 
 
@@ -425,6 +470,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.jobs < 1:
         parser.error('--jobs must be at least 1')
     _refuse_npz_product(args, parser)
+    if args.object_from is not None and len(args.input_npz) > 1:
+        parser.error('--object-from pairs one reconstruction with one dataset: give a single --input-npz')
     meta = meta_from_args(args)
     jobs = _plan_jobs(args, parser)
     if args.inspect:

@@ -16,7 +16,13 @@ import numpy as np
 
 from .._version import __version__
 from ..facts.errors import InvalidInputError
-from ..facts.geometry import ObjectGrid, PositionConvention, fraction_inside, placeholder_object_shape
+from ..facts.geometry import (
+    ObjectGrid,
+    PositionConvention,
+    fraction_inside,
+    placed_grid,
+    placeholder_object_shape,
+)
 from ..facts.quantities import QUANTITIES, ExportMeta, in_place
 from ..facts.stack import Domain, Layout, blocks_for, bundle_dtype
 from ..npz.archive import MemberInfo, NpzArchive
@@ -34,6 +40,7 @@ from ..product.chunks import DEFAULT_COMPRESSION, Compression, write_pattern_sta
 from ..product.layout import Product, create_h5, write_diffraction_layout, write_product, write_raw_bundle
 from ..safeio.atomic import atomic_outputs, check_destination, check_distinct, check_size_limit
 from ..safeio.blocks import CORRUPT_ERRORS, read_into
+from .pairing import PairingOptions, attach_object
 from .resolve import ResolvedMeta, resolve_meta
 
 logger = logging.getLogger(__name__)
@@ -62,6 +69,13 @@ class ExportOptions:
     progress: a :data:`ProgressFactory` (the CLI's progress bar), or ``None``.
     dry_run: validate and report without writing anything (the CLI's ``--inspect``).
     block_bytes: size of the blocks patterns are converted in (bounds memory).
+    object_from: take the object from this reconstruction NPZ (PtychoPINN's ``recon.npz``,
+        ``reconstructions.npz``, tike/pty-chi outputs), placed on the dataset's grid
+        (see :mod:`.pairing`); positions, probe and stack stay the dataset's.
+    object_key: its array (``'YY_pred'``, or ``'amp,phase'``); ``None`` picks a known key.
+    object_placement: ``'stitched'``, ``'tike'``, ``'ptychi'`` or ``'dataset'``; ``None`` decides.
+    stitch_crop_size: ``M`` PtychoPINN stitched with (``--stitch-crop-size``, default 20).
+    tike_extra_padding: the tike script's ``--extra-padding`` (default 64).
     """
 
     include_raw: bool | None = None
@@ -76,6 +90,11 @@ class ExportOptions:
     progress: ProgressFactory | None = None
     dry_run: bool = False
     block_bytes: int = BLOCK_BYTES
+    object_from: str | os.PathLike[str] | None = None
+    object_key: str | None = None
+    object_placement: str | None = None
+    stitch_crop_size: int | None = None
+    tike_extra_padding: int | None = None
 
     @classmethod
     def build(cls, options: ExportOptions | None, overrides: dict[str, Any]) -> ExportOptions:
@@ -137,7 +156,8 @@ def export_product(
     options: an :class:`ExportOptions`; any of its fields may also be given as keywords.
     """
     opts = ExportOptions.build(options, option_values)
-    check_distinct((output_product, opts.diffraction_output), inputs=(Path(input_npz),))
+    sources = (Path(input_npz),) if opts.object_from is None else (Path(input_npz), Path(opts.object_from))
+    check_distinct((output_product, opts.diffraction_output), inputs=sources)
     with open_dataset(
         input_npz,
         domain=opts.domain,
@@ -152,7 +172,21 @@ def export_product(
                 'has no diffraction stack (diffraction or diff3d), so no diffraction file can be written: '
                 'drop --output-diffraction (a reconstruction-only file still gives a product)',
             )
+        if opts.object_from is not None:
+            attach_object(dataset, pairing_options(opts))
         return export_dataset(dataset, output_product, meta or ExportMeta(), opts)
+
+
+def pairing_options(opts: ExportOptions) -> PairingOptions:
+    """The pairing part of export options (``object_from`` must be set)."""
+    assert opts.object_from is not None
+    return PairingOptions.parse(
+        opts.object_from,
+        key=opts.object_key,
+        placement=opts.object_placement,
+        stitch_crop_px=opts.stitch_crop_size,
+        tike_extra_px=opts.tike_extra_padding,
+    )
 
 
 def export_dataset(
@@ -243,11 +277,23 @@ def assemble_product(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> Prod
     around the explicit object centre, so Ptychodus never has to guess it.
     """
     assert dataset.probe is not None
-    obj, grid = _object_and_grid(dataset, resolved)
+    obj, frame = _object_and_grid(dataset, resolved)
     mapping = dataset.mapping()
     x_obj, y_obj = mapping.to_object_pixels(dataset.x_px, dataset.y_px)
+    x_m, y_m = frame.pixels_to_metres(x_obj, y_obj)
+    grid, placed_attrs = frame, {}
+    placed = dataset.placed_object
+    if placed is not None:  # an output's object, on the dataset's grid; positions stay the dataset's
+        obj = placed.array
+        grid = placed_grid(frame, obj.shape[-2:], placed.origin_x_px, placed.origin_y_px)
+        x_obj, y_obj = x_obj - placed.origin_x_px, y_obj - placed.origin_y_px
+        placed_attrs = {
+            'ptychopinn_object_source_file': placed.source,
+            'ptychopinn_object_source_key': placed.key,
+            'ptychopinn_object_placement': placed.rule,
+            'ptychopinn_object_origin_px': np.asarray([placed.origin_x_px, placed.origin_y_px]),
+        }
     share = _positions_on_object(dataset, obj, x_obj, y_obj)
-    x_m, y_m = grid.pixels_to_metres(x_obj, y_obj)
     v = resolved.values
     return Product(
         metadata=resolved.product_metadata(dataset.notes),
@@ -267,6 +313,7 @@ def assemble_product(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> Prod
             'ptychopinn_fraction_on_object': share,
             'ptychopinn_position_convention': mapping.convention.value,
             'ptychopinn_position_offset_px': np.asarray([mapping.offset_x_px, mapping.offset_y_px]),
+            **placed_attrs,
         },
     )
 
@@ -277,7 +324,10 @@ def _object_and_grid(dataset: PtychoPINNDataset, resolved: ResolvedMeta) -> tupl
         assert dataset.probe is not None
         shape = placeholder_object_shape(dataset.x_px, dataset.y_px, dataset.probe.shape[-2:])
         obj = np.ones(shape, dtype=dataset.probe.dtype)
-        dataset.note(f'objectGuess missing; writing an all-ones {shape} placeholder with origin at pixel 0')
+        if dataset.placed_object is None:  # else only the frame the placed object is laid on
+            dataset.note(
+                f'objectGuess missing; writing an all-ones {shape} placeholder with origin at pixel 0'
+            )
     return obj, resolved.grid(obj.shape[-2], obj.shape[-1])
 
 

@@ -25,6 +25,7 @@ from ..facts.quantities import SPELLINGS, TEXT_FIELDS, ExportMeta, read_json_obj
 from ..facts.stack import Domain, blocks_for
 from ..npz.dataset import PtychoPINNDataset, ReadOptions, interpret
 from ..npz.store import ArchiveStore
+from .pairing import PairingOptions, attach_object
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ SIDECAR_SUFFIX = '.ptychodus.json'
 LEGACY_SIDECAR_SUFFIX = '.json'
 #: Sidecar keys that steer interpretation rather than describe the experiment.
 READER_OPTIONS = ('diffraction_domain', 'positions', 'layout', 'position_convention')
+#: Sidecar keys that take the object from a reconstruction output (convert/pairing.py);
+#: ``object_from`` is relative to the sidecar's folder (the dataset's, for a sidecar next to it).
+PAIRING_OPTIONS = ('object_from', 'object_key', 'object_placement', 'stitch_crop_size', 'tike_extra_padding')
 
 
 def sidecar_path(file_path: Path) -> Path:
@@ -52,7 +56,7 @@ _NOTED: set[Path] = set()
 def foreign_keys(values: dict[str, Any]) -> list[str]:
     """Keys of a JSON object that are not ours (quantities, ``name``/``comments``, reader options)."""
     return [key for key in values if key not in TEXT_FIELDS and key not in SPELLINGS
-            and key not in READER_OPTIONS]
+            and key not in READER_OPTIONS and key not in PAIRING_OPTIONS]
 
 
 def find_sidecar(file_path: Path) -> Path | None:
@@ -108,7 +112,9 @@ def read_sidecar_file(path: Path) -> tuple[ExportMeta, dict[str, str]]:
     else must be a known quantity, ``name`` or ``comments``.
     """
     values: dict[str, Any] = read_json_object(path)
-    options = {key: str(values.pop(key)) for key in READER_OPTIONS if key in values}
+    options = {key: str(values.pop(key)) for key in (*READER_OPTIONS, *PAIRING_OPTIONS) if key in values}
+    if 'object_from' in options:
+        options['object_from'] = str(path.parent / options['object_from'])  # absolute stays absolute
     return ExportMeta.from_mapping(values, source=str(path)), options
 
 
@@ -128,7 +134,23 @@ def open_with_sidecar(
         require_positions=require_positions,
         load_guesses=require_probe,
     )
-    return interpret(ArchiveStore(file_path), read), meta
+    dataset = interpret(ArchiveStore(file_path), read)
+    if require_probe and 'object_from' in options:
+        assert found is not None
+        try:
+            pairing = PairingOptions.parse(
+                options['object_from'],
+                key=options.get('object_key'),
+                placement=options.get('object_placement'),
+                stitch_crop_px=options.get('stitch_crop_size'),
+                tike_extra_px=options.get('tike_extra_padding'),
+                origin=found,
+            )
+            attach_object(dataset, pairing)
+        except BaseException:
+            dataset.close()
+            raise
+    return dataset, meta
 
 
 def load_intensities(file_path: Path, region: tuple[slice, slice] | None = None) -> np.ndarray:

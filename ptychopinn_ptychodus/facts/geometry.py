@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -174,3 +175,152 @@ def derive_detector_pixel_m(
     """Far-field sampling: object pixel = lambda * z / (N * detector pixel)."""
     wavelength_m = 1.239841984e-6 / photon_energy_eV
     return wavelength_m * detector_distance_m / (pattern_px * object_pixel_m)
+
+
+class ObjectPlacement(StrEnum):
+    """Which grid a reconstruction written without positions sits on (see :func:`placement_origin_px`)."""
+
+    DATASET = 'dataset'  # already the dataset's own object grid (objectGuess pixels)
+    STITCHED = 'stitched'  # PtychoPINN's reassemble_position canvas (compare_models, grid_lines recon.npz)
+    TIKE = 'tike'  # scripts/reconstruction/run_tike_reconstruction.py (tike's get_padded_object)
+    PTYCHI = 'ptychi'  # scripts/reconstruction/ptychi_reconstruct_tike.py (centred positions)
+
+
+#: ``compare_models.py --stitch-crop-size`` default: the central M x M of each patch is stitched.
+DEFAULT_STITCH_CROP_PX = 20
+#: ``run_tike_reconstruction.py --extra-padding`` default.
+DEFAULT_TIKE_EXTRA_PX = 64
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an output's pixel (0, 0) lies in the dataset's object pixels, and the shape it implies."""
+
+    origin_x_px: float
+    origin_y_px: float
+    expected_shape: tuple[int, int] | None  # None: the writer's canvas size cannot be told from the scan
+    rule: str
+
+
+def _torch_round(value: float) -> float:
+    """``torch.round``: halves to even (as :func:`numpy.rint`)."""
+    return float(np.rint(value))
+
+
+def placement_origin_px(
+    placement: ObjectPlacement | str,
+    xcoords: npt.ArrayLike,
+    ycoords: npt.ArrayLike,
+    probe_hw: tuple[int, int],
+    object_hw: tuple[int, int],
+    *,
+    stitch_crop_px: int = DEFAULT_STITCH_CROP_PX,
+    tike_extra_px: int = DEFAULT_TIKE_EXTRA_PX,
+) -> Placement:
+    """The dataset object pixel of an output's pixel (0, 0), per writer.
+
+    Every rule is a pure translation (no resampling): output pixel ``(r, c)`` is
+    dataset object pixel ``(origin_y + r, origin_x + c)``, where the dataset's
+    object pixels are ``objectGuess`` indexes (the frame ``xcoords`` count in).
+    Shown for x (y alike, with the probe height); ``N`` is the probe width and
+    PtychoPINN's patch pixel ``p`` of a scan point is object pixel ``x - N//2 + p``
+    (``raw_data.get_image_patches``; the default XLA ``translate`` moves content by
+    ``+t``: ``projective_warp_xla.translate_xla``).
+
+    Parameters
+    ----------
+    placement: the writer's rule (:class:`ObjectPlacement`).
+    xcoords, ycoords: the scan positions the writer used (``xcoords``/``ycoords``, file units).
+    probe_hw: probe (patch) height and width ``N``.
+    object_hw: the output's shape (pty-chi's origin depends on it).
+    stitch_crop_px: ``M`` of ``reassemble_position`` (``--stitch-crop-size``).
+    tike_extra_px: ``--extra-padding`` of the tike script.
+
+    Notes
+    -----
+    * ``stitched`` -- ``ptycho/tf_helper.py`` ``shift_and_sum``: each patch's central
+      ``[N//2 - M//2 : N//2 + M//2]`` crop is zero-padded by ``pad`` and translated by
+      ``x - com`` (``com``: the mean offset, float32); ``pad = ceil(max |x - com|)`` over
+      both axes, rounded up to even. Canvas pixel ``q`` then holds object pixel
+      ``x + (q - (x - com)) - pad - M//2``, the same for every patch:
+      ``origin = com - pad - M//2``, canvas ``2 (M//2) + 2 pad`` square.
+    * ``tike`` -- ``get_padded_object(scan, probe, extra)``: ``scan + 1 - floor(min scan) + extra``
+      is the probe's minimum corner, so probe pixel ``p`` is tike pixel
+      ``x + 1 - floor(min x) + extra + p``: ``origin = floor(min x) - 1 - extra - N//2``;
+      shape ``floor(max) - floor(min) + N + 2 + 2 extra``.
+    * ``ptychi`` -- the script centres positions (``x - mean x``); pty-chi puts the probe
+      centre ``(N - 1)/2`` at ``pos + round(W/2) + 0.5`` (``data_structures/object.py``):
+      ``origin = mean x - round(W/2) - 0.5 + (N - 1)/2 - N//2``.
+    * ``dataset`` -- origin 0.
+    """
+    rule = ObjectPlacement(placement)
+    x = np.asarray(xcoords, dtype=np.float64)
+    y = np.asarray(ycoords, dtype=np.float64)
+    n_y, n_x = probe_hw
+    if rule == ObjectPlacement.DATASET:
+        return Placement(0.0, 0.0, None, 'the dataset object grid (objectGuess pixels)')
+    if rule == ObjectPlacement.STITCHED:
+        crop = stitch_crop_px // 2
+        com = np.stack([x, y]).astype(np.float32).mean(axis=1, dtype=np.float32)
+        adjusted = np.stack([x, y]).astype(np.float32) - com[:, None]
+        pad = int(np.ceil(np.max(np.abs(adjusted)))) if adjusted.size else 0
+        pad += pad % 2
+        size = 2 * crop + 2 * pad
+        return Placement(
+            float(com[0]) - pad - crop,
+            float(com[1]) - pad - crop,
+            (size, size),
+            f'PtychoPINN reassemble_position canvas (M={stitch_crop_px}, pad={pad}, centre of mass '
+            f'x={float(com[0]):.3f}, y={float(com[1]):.3f})',
+        )
+    if rule == ObjectPlacement.TIKE:
+        low_x, low_y = np.floor(x.min()), np.floor(y.min())
+        shape = (
+            int(np.floor(y.max()) - low_y) + n_x + 2 + 2 * tike_extra_px,  # tike uses probe.shape[-1] on both
+            int(np.floor(x.max()) - low_x) + n_x + 2 + 2 * tike_extra_px,
+        )
+        return Placement(
+            float(low_x) - 1 - tike_extra_px - n_x // 2,
+            float(low_y) - 1 - tike_extra_px - n_y // 2,
+            shape,
+            f'tike get_padded_object canvas (extra padding {tike_extra_px})',
+        )
+    height, width = object_hw
+    origin_x = float(x.mean()) - (_torch_round(width / 2) + 0.5) + (n_x - 1) / 2 - n_x // 2
+    origin_y = float(y.mean()) - (_torch_round(height / 2) + 0.5) + (n_y - 1) / 2 - n_y // 2
+    return Placement(origin_x, origin_y, None, 'pty-chi object (centred positions, origin round(W/2)+0.5)')
+
+
+def placed_grid(
+    frame: ObjectGrid, shape_hw: tuple[int, int], origin_x_px: float, origin_y_px: float
+) -> ObjectGrid:
+    """The grid of an array whose pixel (0, 0) is pixel ``(origin_x, origin_y)`` of ``frame``."""
+    height, width = shape_hw
+    center_x, center_y = frame.pixels_to_metres(origin_x_px + (width - 1) / 2, origin_y_px + (height - 1) / 2)
+    return ObjectGrid(
+        width_px=width,
+        height_px=height,
+        pixel_width_m=frame.pixel_width_m,
+        pixel_height_m=frame.pixel_height_m,
+        center_x_m=float(center_x),
+        center_y_m=float(center_y),
+    )
+
+
+@dataclass(frozen=True)
+class PlacedObject:
+    """An object taken from another file, with the dataset object pixel of its pixel (0, 0)."""
+
+    array: npt.NDArray[np.complexfloating[Any, Any]]
+    origin_x_px: float
+    origin_y_px: float
+    source: str
+    key: str
+    rule: str
+
+    def describe(self) -> str:
+        return (
+            f'object from {self.source} [{self.key}], {self.array.shape[-2]}x{self.array.shape[-1]}, '
+            f'placed as {self.rule}: its pixel (0, 0) is dataset object pixel '
+            f'(x={self.origin_x_px:.4f}, y={self.origin_y_px:.4f})'
+        )

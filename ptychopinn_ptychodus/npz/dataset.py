@@ -22,6 +22,7 @@ import numpy.typing as npt
 from ..facts.errors import AmbiguousLayoutError, InvalidInputError
 from ..facts.geometry import (
     DEFAULT_CONVENTION,
+    PlacedObject,
     PositionConvention,
     PositionMapping,
     grid_sample_convention,
@@ -96,6 +97,8 @@ class PtychoPINNDataset:
     convention_reason: str = 'PtychoPINN convention (default)'
     #: Scan positions in the file before trailing ones without a pattern were dropped.
     source_positions: int | None = None
+    #: An object from a reconstruction output, placed on this dataset's grid (convert/pairing.py).
+    placed_object: PlacedObject | None = None
     _reader: PatternReader | None = None
 
     def __enter__(self) -> PtychoPINNDataset:
