@@ -61,7 +61,11 @@ This module needs numpy only.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -190,6 +194,12 @@ def applicable(
     if _is_constant(modes):
         return 'the probe is a placeholder (constant)'
     n_y, n_x = stack.shape[1:]
+    if all(
+        patch_offset_px(n, c) == patch_offset_px(n, DEFAULT_CONVENTION)
+        for n in (n_y, n_x)
+        for c in PositionConvention
+    ):
+        return f'for a {n_y}x{n_x} (odd) patch every convention places the probe alike'
     if image.shape[0] < n_y or image.shape[1] < n_x:
         return f'the object ({image.shape[0]}x{image.shape[1]}) is smaller than the probe ({n_y}x{n_x})'
     if xcoords is not None and ycoords is not None:
@@ -205,15 +215,13 @@ def applicable(
 def _inside(
     x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], patch: tuple[int, int], shape: tuple[int, ...]
 ) -> npt.NDArray[np.bool_]:
-    """Positions whose padded window lies inside the object for every offset of the grid."""
-    n_y, n_x = patch
+    """Positions whose patch lies inside the object for every offset of the grid."""
     lo, hi = min(GRID_OFFSETS_PX), max(GRID_OFFSETS_PX)
-    margin = WINDOW_PAD_PX
     ok = np.ones(x.size, dtype=bool)
-    for coord, n, size in ((x, n_x, shape[1]), (y, n_y, shape[0])):
+    for coord, n, size in ((x, patch[1], shape[1]), (y, patch[0], shape[0])):
         first = coord - hi - (n - 1) / 2  # smallest patch start over the grid
         last = coord - lo - (n - 1) / 2 + n - 1
-        ok &= (np.floor(first) - margin >= 0) & (np.ceil(last) + margin <= size - 1)
+        ok &= (np.floor(first) >= 0) & (np.ceil(last) <= size - 1)
     return ok
 
 
@@ -243,48 +251,91 @@ def _windows(
     n_y, n_x = patch
     start_x = x - (n_x - 1) / 2  # patch start at offset 0 (the identity convention)
     start_y = y - (n_y - 1) / 2
+    # the margin beyond the object repeats its edge: it only tapers the window, the patch is inside
+    padded = np.pad(obj, pad + 2, mode='edge')
     base_x = np.rint(start_x).astype(np.int64) - pad
     base_y = np.rint(start_y).astype(np.int64) - pad
     w_y, w_x = n_y + 2 * pad, n_x + 2 * pad
-    rows = base_y[:, None] + np.arange(w_y)[None, :]
-    cols = base_x[:, None] + np.arange(w_x)[None, :]
-    windows = obj[rows[:, :, None], cols[:, None, :]]
-    spectra = np.fft.fft2(windows).astype(np.complex64)
+    rows = base_y[:, None] + np.arange(w_y)[None, :] + pad + 2
+    cols = base_x[:, None] + np.arange(w_x)[None, :] + pad + 2
+    spectra = np.empty((x.size, w_y, w_x), dtype=np.complex64)
+    for chunk in _chunks(x.size):
+        spectra[chunk] = np.fft.fft2(padded[rows[chunk, :, None], cols[chunk, None, :]])
     return _Windows(spectra, start_y - base_y, start_x - base_x, patch, pad)
 
 
-def _model(win: _Windows, probe: npt.NDArray[np.complex64], offset_y: float, offset_x: float) -> npt.NDArray[np.float32]:
-    """Far-field amplitudes for a global offset (px, ``patch_offset_px`` sense)."""
+def _chunks(count: int, size: int = 32) -> list[slice]:
+    return [slice(i, min(i + size, count)) for i in range(0, count, size)]
+
+
+def _model_chunk(
+    win: _Windows, chunk: slice, probe: npt.NDArray[np.complex64], offset_y: float, offset_x: float
+) -> npt.NDArray[np.float32]:
+    """Far-field amplitudes of the positions in ``chunk`` for a global offset (``patch_offset_px`` sense)."""
     n_y, n_x = win.patch
     w_y, w_x = win.spectra.shape[1:]
-    ky = np.fft.fftfreq(w_y).astype(np.float32)
-    kx = np.fft.fftfreq(w_x).astype(np.float32)
+    ky = np.fft.fftfreq(w_y)
+    kx = np.fft.fftfreq(w_x)
     # patch[r, c] = window(pad + r + gy, pad + c + gx): a small Fourier shift g, then the centre crop
-    fy = (win.frac_y - offset_y - win.pad).astype(np.float32)
-    fx = (win.frac_x - offset_x - win.pad).astype(np.float32)
-    ramp_y = np.exp(2j * np.pi * fy[:, None] * ky[None, :]).astype(np.complex64)
-    ramp_x = np.exp(2j * np.pi * fx[:, None] * kx[None, :]).astype(np.complex64)
-    shifted = np.fft.ifft2(win.spectra * ramp_y[:, :, None] * ramp_x[:, None, :])
-    patches = shifted[:, win.pad : win.pad + n_y, win.pad : win.pad + n_x].astype(np.complex64)
-    intensity = np.zeros((patches.shape[0], n_y, n_x), dtype=np.float32)
+    gy = win.frac_y[chunk] - offset_y - win.pad
+    gx = win.frac_x[chunk] - offset_x - win.pad
+    ramp_y = np.exp(2j * np.pi * gy[:, None] * ky[None, :]).astype(np.complex64)
+    ramp_x = np.exp(2j * np.pi * gx[:, None] * kx[None, :]).astype(np.complex64)
+    shifted = np.fft.ifft2(win.spectra[chunk] * ramp_y[:, :, None] * ramp_x[:, None, :])
+    patches = shifted[:, win.pad : win.pad + n_y, win.pad : win.pad + n_x]
+    intensity = np.zeros(patches.shape, dtype=np.float32)
     for mode in probe:
         far = np.fft.fft2(mode[None] * patches)
-        intensity += (far.real**2 + far.imag**2).astype(np.float32)
+        intensity += far.real**2 + far.imag**2
     return np.fft.fftshift(np.sqrt(intensity), axes=(-2, -1))
 
 
-def _residuals(model: npt.NDArray[np.float32], data: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> tuple[float, npt.NDArray[np.float64]]:
-    """Scale-invariant error and the per-pattern squared residuals (same global scale)."""
-    m = np.where(valid, model, 0).astype(np.float64)
-    a = np.where(valid, data, 0).astype(np.float64)
-    mm = float(np.sum(m * m))
-    ma = float(np.sum(m * a))
-    aa = float(np.sum(a * a))
-    if mm == 0.0 or aa == 0.0:
-        return 1.0, np.sum(a * a, axis=(1, 2))
+@dataclass(frozen=True)
+class _Fit:
+    error: float
+    per_pattern: npt.NDArray[np.float64]  # squared residual of each pattern at the global scale
+
+
+def _evaluate(
+    win: _Windows,
+    probe: npt.NDArray[np.complex64],
+    data: npt.NDArray[np.float32],
+    offset: tuple[float, float],
+    *,
+    pairing: npt.NDArray[np.int64] | None = None,
+    pool: ThreadPoolExecutor | None = None,
+) -> _Fit:
+    """Scale-invariant model error ``min_s ||s model - A|| / ||A||`` for one global offset.
+
+    ``pairing[m]`` is the pattern compared with position ``m`` (default: its own).
+    Invalid pixels were set to -1 in ``data`` and are left out.
+    """
+    count = win.spectra.shape[0]
+    pairing = np.arange(count) if pairing is None else pairing
+    sums = np.zeros((count, 3))  # per pattern: model.model, model.data, data.data
+
+    def work(chunk: slice) -> None:
+        model = _model_chunk(win, chunk, probe, *offset).astype(np.float64)
+        measured = data[pairing[chunk]].astype(np.float64)
+        valid = measured >= 0
+        model = np.where(valid, model, 0.0)
+        measured = np.where(valid, measured, 0.0)
+        sums[chunk, 0] = np.sum(model * model, axis=(1, 2))
+        sums[chunk, 1] = np.sum(model * measured, axis=(1, 2))
+        sums[chunk, 2] = np.sum(measured * measured, axis=(1, 2))
+
+    chunks = _chunks(count)
+    if pool is None:
+        for chunk in chunks:
+            work(chunk)
+    else:
+        list(pool.map(work, chunks))
+    mm, ma, aa = sums.sum(axis=0)
+    if mm <= 0.0 or aa <= 0.0:
+        return _Fit(1.0, sums[:, 2])
     scale = ma / mm
-    per_pattern = np.sum((scale * m - a) ** 2, axis=(1, 2))
-    return math.sqrt(max(0.0, float(per_pattern.sum()) / aa)), per_pattern
+    per_pattern = np.maximum(scale * scale * sums[:, 0] - 2 * scale * sums[:, 1] + sums[:, 2], 0.0)
+    return _Fit(math.sqrt(float(per_pattern.sum()) / aa), per_pattern)
 
 
 def _parabola_min(values: Sequence[float], errors: Sequence[float]) -> float:
@@ -311,6 +362,7 @@ def assess_placement(
     max_patterns: int = 256,
     grid_patterns: int = 64,
     grid: bool = True,
+    threads: int | None = None,
 ) -> PlacementVerdict:
     """Model the patterns under each convention and say which placement they support.
 
@@ -325,9 +377,8 @@ def assess_placement(
     max_patterns: at most this many positions are modelled for the conventions (evenly spaced)
     grid_patterns: at most this many of them are used for the offset grid
     grid: whether to scan the grid of global offsets (off: conventions only, faster)
+    threads: FFT threads (default: the CPU count, at most 8)
     """
-    import time
-
     t0 = time.perf_counter()
     recorded_name = None if recorded is None else PositionConvention(recorded).value
     expected = recorded_name or DEFAULT_CONVENTION.value
@@ -357,40 +408,48 @@ def assess_placement(
     if usable.size > max_patterns:
         usable = usable[np.linspace(0, usable.size - 1, max_patterns).round().astype(np.int64)]
     data = stack[usable].astype(np.float32)
-    valid = np.isfinite(data) & (data >= 0)
-    data = np.where(valid, data, 0).astype(np.float32)
-    win = _windows(image, x[usable], y[usable], patch, WINDOW_PAD_PX)
+    data[~(np.isfinite(data) & (data >= 0))] = -1.0  # left out of every sum
+    workers = max(1, min(threads if threads is not None else (os.cpu_count() or 1), 8))
+    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+        win = _windows(image, x[usable], y[usable], patch, WINDOW_PAD_PX)
+        errors: dict[str, float] = {}
+        fits: dict[str, _Fit] = {}
+        offsets: dict[str, tuple[float, float]] = {}
+        for convention in PositionConvention:
+            off = (patch_offset_px(patch[0], convention), patch_offset_px(patch[1], convention))
+            offsets[convention.value] = off
+            fits[convention.value] = _evaluate(win, modes, data, off, pool=pool)
+            errors[convention.value] = fits[convention.value].error
+        ranked = sorted(errors, key=errors.__getitem__)
+        best, other = ranked[0], ranked[1]
 
-    notes: list[str] = []
-    errors: dict[str, float] = {}
-    per_pattern: dict[str, npt.NDArray[np.float64]] = {}
-    offsets: dict[str, tuple[float, float]] = {}
-    for convention in PositionConvention:
-        off = (patch_offset_px(patch[0], convention), patch_offset_px(patch[1], convention))
-        offsets[convention.value] = off
-        errors[convention.value], per_pattern[convention.value] = _residuals(_model(win, modes, *off), data, valid)
-    ranked = sorted(errors, key=errors.__getitem__)
-    best, other = ranked[0], ranked[1]
+        # baseline: the winner's model against the patterns of positions half the scan away
+        shuffled_error: float | None = None
+        if usable.size > 1:
+            pairing = np.roll(np.arange(usable.size), usable.size // 2)
+            shuffled_error = _evaluate(win, modes, data, offsets[best], pairing=pairing, pool=pool).error
 
-    # shuffled baseline: the winner's model against the patterns of positions half the scan away
-    perm = np.roll(np.arange(usable.size), usable.size // 2)
-    best_model = _model(win, modes, *offsets[best])
-    shuffled_error = _residuals(best_model, data[perm], valid[perm])[0] if usable.size > 1 else None
+        # global offsets on a subset, one axis at a time through the winner's offset
+        grid_errors: dict[tuple[float, float], float] = {}
+        best_offset: tuple[float, float] | None = None
+        if grid:
+            take = np.linspace(0, usable.size - 1, min(grid_patterns, usable.size)).round().astype(np.int64)
+            sub = _Windows(win.spectra[take], win.frac_y[take], win.frac_x[take], win.patch, win.pad)
+            values = list(GRID_OFFSETS_PX)
 
-    # grid of global offsets on a subset
-    grid_errors: dict[tuple[float, float], float] = {}
-    best_offset: tuple[float, float] | None = None
-    if grid:
-        take = np.linspace(0, usable.size - 1, min(grid_patterns, usable.size)).round().astype(np.int64)
-        sub = _Windows(win.spectra[take], win.frac_y[take], win.frac_x[take], win.patch, win.pad)
-        values = list(GRID_OFFSETS_PX)
-        table = np.empty((len(values), len(values)))
-        for i, oy in enumerate(values):
-            for j, ox in enumerate(values):
-                table[i, j] = _residuals(_model(sub, modes, oy, ox), data[take], valid[take])[0]
-                grid_errors[(oy, ox)] = float(table[i, j])
-        i, j = np.unravel_index(np.argmin(table), table.shape)
-        best_offset = (_parabola_min(values, table[:, j].tolist()), _parabola_min(values, table[i, :].tolist()))
+            def scan(fixed: float, axis: int) -> float:
+                row = []
+                for value in values:
+                    key = (fixed, value) if axis == 1 else (value, fixed)
+                    grid_errors[key] = _evaluate(sub, modes, data[take], key, pool=pool).error
+                    row.append(grid_errors[key])
+                return _parabola_min(values, row)
+
+            best_x = scan(offsets[best][0], axis=1)
+            best_y = scan(best_x, axis=0)
+            best_offset = (best_y, best_x)
+    per_pattern = {name: fit.per_pattern for name, fit in fits.items()}
+    notes: list[str] = [f'{usable.size} of {x.size} positions modelled']
 
     diff = per_pattern[other] - per_pattern[best]
     t_stat: float | None = None
@@ -399,18 +458,23 @@ def assess_placement(
     elif diff.size > 1 and np.mean(diff) > 0:
         t_stat = math.inf
 
-    counts = data.astype(np.float64) ** 2
-    if np.all(np.abs(counts - np.rint(counts)) < 1e-3):
-        floor = 0.5 * math.sqrt(float(np.count_nonzero(data))) / float(np.linalg.norm(data))
+    kept = data[data >= 0].astype(np.float64)
+    counts = kept**2
+    if kept.size and np.all(np.abs(counts - np.rint(counts)) < 1e-3 * np.maximum(1.0, counts)):
+        floor = 0.5 * math.sqrt(float(np.count_nonzero(kept))) / float(np.linalg.norm(kept))
         notes.append(f'Poisson floor of the error ~{floor:.3g} (squared amplitudes are counts)')
 
     problems = []
+    t_text = 'undefined' if t_stat is None else f'{t_stat:.1f}'
     if t_stat is None or t_stat < MIN_T:
-        problems.append(f'the conventions fit about equally well (paired t {t_stat if t_stat is not None else float("nan"):.1f} < {MIN_T:g})')
+        problems.append(f'the conventions fit about equally well (paired t {t_text} < {MIN_T:g})')
     if errors[other] - errors[best] < MIN_RELATIVE_CONTRAST * errors[best]:
         problems.append(f'errors differ by less than {MIN_RELATIVE_CONTRAST:.0%}')
     if shuffled_error is not None and errors[best] > MAX_SHUFFLED_RATIO * shuffled_error:
-        problems.append(f'the probe and object explain the patterns no better at other positions (shuffled {shuffled_error:.3g})')
+        problems.append(
+            'the probe and object explain the patterns no better at other positions '
+            f'(shuffled {shuffled_error:.3g})'
+        )
     if best_offset is not None:
         want = offsets[best]
         if max(abs(best_offset[0] - want[0]), abs(best_offset[1] - want[1])) > MAX_OFFSET_DISTANCE_PX:
@@ -423,14 +487,21 @@ def assess_placement(
         figures += f'; minimum at offset ({best_offset[0]:+.2f}, {best_offset[1]:+.2f}) px'
     if problems:
         status, winner = INCONCLUSIVE, None
-        sentence = f'placement inconclusive: {"; ".join(problems)} ({best} {errors[best]:.3g}, {other} {errors[other]:.3g})'
+        sentence = (
+            f'placement inconclusive: {"; ".join(problems)} '
+            f'({best} {errors[best]:.3g}, {other} {errors[other]:.3g})'
+        )
         disagrees = False
     else:
         status, winner = CONSISTENT, best
         sentence = f'consistent with the {best} convention ({figures})'
         disagrees = best != expected
         if disagrees:
-            source = f'the file records {expected}' if recorded_name else f'the default {expected} (nothing recorded)'
+            source = (
+                f'the file records {expected}'
+                if recorded_name
+                else f'the default {expected} (nothing recorded)'
+            )
             sentence += f' -- disagrees with {source}'
     return PlacementVerdict(
         status=status,
