@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..facts.errors import PtychoPINNError
 from ..host import doctor
-from . import training
+from . import check, training
 
 PROG = 'ptychopinn-ptychodus'
 
@@ -68,6 +68,8 @@ SUBCOMMANDS: list[Subcommand] = [
                _no_arguments, _run_remove_bridge),
     Subcommand('training-data', 'one PtychoPINN training NPZ from any files Ptychodus reads',
                training.add_arguments, training.run),
+    Subcommand('check', 'what Ptychodus will see in NPZ files and products, and what is wrong',
+               check.add_arguments, check.run),
 ]
 
 
