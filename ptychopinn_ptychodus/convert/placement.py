@@ -17,16 +17,23 @@ convention and over a small grid of global offsets (``-1 .. 1.5`` px, step
 What it can tell, and what it cannot
 ------------------------------------
 A probe shift and a position shift trade against each other: moving the probe
-by ``+d`` inside its array while moving every position by ``-d`` leaves every
-exit wave -- and every pattern -- unchanged. A reconstruction's probe and
-object are therefore only defined up to such a global offset, and a
-reconstruction may have absorbed one. So the test answers a narrower question
-than "what is the true placement": *which convention makes THIS probe and
-THIS object explain THESE patterns*. That is exactly what a reader needs (it
-will place this probe and object at these positions), but it is no evidence
-about the experiment's absolute geometry, and a file whose probe was
-re-centred after the fact can honestly support neither convention (the grid
-minimum then lies away from both, and the verdict is ``inconclusive``).
+by ``d`` inside its array explains the same patterns at every position moved
+by ``-d`` (the exit wave only moves inside the window, which leaves its
+far-field amplitude alone). So the test answers a narrower question than
+"what is the true placement": *which convention makes THIS probe and THIS
+object explain THESE patterns*. That is what a reader needs (it will place
+this probe and object at these positions), but it is no evidence about the
+experiment's absolute geometry.
+
+* A reconstruction is defined only up to moving probe and object together;
+  that changes nothing here (the pair explains the patterns at the same
+  positions), so a reconstruction's drift does not fool the test.
+* A probe re-centred, or an object registered or cropped by a sub-pixel
+  amount, after the reconstruction moves the minimum by that amount: a
+  quarter pixel puts it between the conventions (``inconclusive``), half a
+  pixel makes the other convention win. The test cannot tell such an edit
+  from a file written with the other convention.
+* For odd patch sizes the conventions coincide: nothing to tell.
 
 The verdict is ``consistent`` only when all of these hold; otherwise
 ``inconclusive`` with the reason:
