@@ -116,8 +116,8 @@ def test_ptychopinn_exporter_product_and_its_fix(sample_npz, tmp_path):
     expected_x, expected_y = ptychopinn_pixels(arrays)
     np.testing.assert_allclose(x_px, expected_x, rtol=0, atol=1e-6)
     np.testing.assert_allclose(y_px, expected_y, rtol=0, atol=1e-6)
-    indexes = [p.index if hasattr(p, 'index') else i for i, p in enumerate(loaded.probe_positions)]
-    assert sorted(indexes) == list(range(len(arrays['xcoords'])))
+    indexes = [position.index for position in loaded.probe_positions]
+    assert indexes == list(range(len(arrays['xcoords'])))  # not scan_index (all 0)
 
 
 def test_ours_and_plain_ptychopinn_files_are_clean(sample_npz, tmp_path):

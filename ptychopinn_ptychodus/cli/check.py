@@ -22,7 +22,8 @@ MARKS = {'info': '  ', 'warning': '! ', 'problem': 'X '}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('files', type=Path, nargs='+', metavar='FILE',
-                        help='PtychoPINN NPZ files and product HDF5 files (ours, Ptychodus\'s, PtychoPINN\'s)')
+                        help="PtychoPINN NPZ files and product HDF5 files (ours, Ptychodus's, "
+                             "PtychoPINN's exporter's)")
     parser.add_argument('--json', action='store_true', help='print the reports as one JSON list')
     parser.add_argument('--fix', type=Path, metavar='OUT',
                         help='write a corrected copy of the (single) FILE to OUT where the fix is known')

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ..facts.errors import PtychoPINNError
 from ..host import doctor
-from . import check, training
+from . import check as check_command
+from . import training
 
 PROG = 'ptychopinn-ptychodus'
 
@@ -69,7 +70,7 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand('training-data', 'one PtychoPINN training NPZ from any files Ptychodus reads',
                training.add_arguments, training.run),
     Subcommand('check', 'what Ptychodus will see in NPZ files and products, and what is wrong',
-               check.add_arguments, check.run),
+               check_command.add_arguments, check_command.run),
 ]
 
 

@@ -273,7 +273,8 @@ def _npz_shapes(dataset: PtychoPINNDataset, report: FileReport) -> None:
         report.add(INFO, 'no-object', 'no objectGuess: our reader gives Ptychodus an all-ones object '
                    'covering every probe window, origin at pixel 0')
     elif placement._is_constant(dataset.object_guess):
-        report.add(INFO, 'placeholder-object', 'objectGuess is constant (a placeholder, not a reconstruction)')
+        report.add(INFO, 'placeholder-object',
+                   'objectGuess is constant (a placeholder, not a reconstruction)')
 
 
 def _npz_domain(dataset: PtychoPINNDataset, report: FileReport) -> None:
@@ -346,7 +347,8 @@ def _npz_pixels(dataset: PtychoPINNDataset, meta: ExportMeta, report: FileReport
             WARNING, 'defaults',
             f'stand-in defaults for {", ".join(stand_ins)} (a PtychoPINN NPZ records no pixel size, energy '
             'or distance)',
-            'positions and picture are right; lengths and the derived detector pixel are not the experiment\'s',
+            "positions and picture are right; lengths and the derived detector pixel are not the "
+            "experiment's",
             f'give the real values in {sidecar_path(dataset.path).name} next to the file (keys '
             f'{", ".join(stand_ins)}), or to the converter ({default_hint(stand_ins[0]).split(",")[0]}, ...)',
         )
@@ -366,7 +368,8 @@ def _npz_pairing(dataset: PtychoPINNDataset, report: FileReport) -> None:
             and pos.y_actual is not None:
         moved = float(np.max(np.hypot(pos.x_actual - pos.x_start, pos.y_actual - pos.y_start), initial=0))
         if moved > 0:
-            report.facts['positions'] = (f'{dataset.position_choice} positions used; actual and nominal differ '
+            report.facts['positions'] = (f'{dataset.position_choice} positions used; actual and nominal '
+                                         'differ '
                                          f'by up to {moved:.3g} px (position correction)')
 
 
@@ -419,7 +422,8 @@ def _npz_amplitudes(dataset: PtychoPINNDataset, chosen: npt.NDArray[np.int64]) -
     """The chosen patterns as float32 amplitudes, in one pass over the stack (bounded memory)."""
     info = dataset.require_stack()
     out = np.empty((chosen.size, info.height, info.width), dtype=np.float32)
-    blocks = dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.AMPLITUDE, dtype=np.dtype(np.float32))
+    blocks = dataset.iter_pattern_blocks(blocks_for(info), domain=Domain.AMPLITUDE,
+                                         dtype=np.dtype(np.float32))
     for start, block in blocks:
         inside = (chosen >= start) & (chosen < start + block.shape[0])
         out[inside] = block[chosen[inside] - start]
@@ -434,7 +438,8 @@ def _npz_placement(dataset: PtychoPINNDataset, report: FileReport) -> None:
     if info is None or dataset.probe is None or dataset.object_guess is None:
         reason = placement.applicable(None if info is None else np.zeros((1, info.height, info.width)),
                                       dataset.probe, dataset.object_guess)
-        report.physics = {'status': placement.NOT_APPLICABLE, 'sentence': f'placement test not applicable: {reason}'}
+        report.physics = {'status': placement.NOT_APPLICABLE,
+                          'sentence': f'placement test not applicable: {reason}'}
         return
     chosen = _sample_indexes(dataset.num_positions)
     amplitudes = _npz_amplitudes(dataset, chosen)
@@ -496,7 +501,8 @@ def _product_producer(product: Product, bundle: RawBundle | None, report: FileRe
     attrs = product.extra_attrs
     if 'ptychopinn_ptychodus_version' in attrs:
         report.producer = 'ptychopinn-ptychodus'
-        report.producer_why = f'root attribute ptychopinn_ptychodus_version={attrs["ptychopinn_ptychodus_version"]}'
+        version = attrs['ptychopinn_ptychodus_version']
+        report.producer_why = f'root attribute ptychopinn_ptychodus_version={version}'
     elif is_ptychopinn_export(product):
         report.producer = "PtychoPINN's exporter"
         report.producer_why = ('root attribute bundle_version (ptycho/io/ptychodus_product_io.py), '
@@ -530,9 +536,11 @@ def _product_shapes(product: Product, bundle: RawBundle | None, report: FileRepo
                                     f'({grid.center_x_m:.4g}, {grid.center_y_m:.4g}) m')
     recorded = product.extra_attrs.get('ptychopinn_position_convention')
     if recorded is not None:
-        report.facts['convention'] = f'metres from Ptychodus object pixels; source read as {recorded} (recorded)'
+        report.facts['convention'] = (f'metres from Ptychodus object pixels; source read as {recorded} '
+                                      '(recorded)')
     else:
-        report.facts['convention'] = 'metres (Ptychodus places object pixel j at centre + pixel * (j - (W-1)/2))'
+        report.facts['convention'] = ('metres (Ptychodus places object pixel j at '
+                                      'centre + pixel * (j - (W-1)/2))')
 
 
 def _product_geometry(product: Product, bundle: RawBundle | None, raw_x: np.ndarray, raw_y: np.ndarray,
@@ -564,7 +572,8 @@ def _product_geometry(product: Product, bundle: RawBundle | None, raw_x: np.ndar
             'reader already repairs it' + ('' if bundle is not None else ' (no /raw_data: it cannot)'),
         )
     if bundle is not None and bundle.diffraction is not None and bundle.diffraction.shape[0] != num:
-        report.add(PROBLEM, 'pattern-count', f'{bundle.diffraction.shape[0]} bundled patterns for {num} positions',
+        report.add(PROBLEM, 'pattern-count',
+                   f'{bundle.diffraction.shape[0]} bundled patterns for {num} positions',
                    'every pattern needs a position')
 
 
@@ -594,9 +603,11 @@ def _product_pixels(product: Product, report: FileReport) -> None:
         report.add(WARNING, 'missing-physics', f'{", ".join(missing)} missing (0)',
                    'Ptychodus needs them to relate the detector to the object pixel')
     for axis in ('width', 'height'):
-        probe_px, obj_px = product.quantity(f'probe_pixel_{axis}_m'), product.quantity(f'object_pixel_{axis}_m')
+        probe_px = product.quantity(f'probe_pixel_{axis}_m')
+        obj_px = product.quantity(f'object_pixel_{axis}_m')
         if not np.isclose(probe_px, obj_px, rtol=1e-6):
-            report.add(WARNING, 'probe-pixel', f'probe pixel {axis} {probe_px:g} m differs from the object pixel '
+            report.add(WARNING, 'probe-pixel', f'probe pixel {axis} {probe_px:g} m differs from the object '
+                       'pixel '
                        f'{obj_px:g} m', 'PtychoPINN samples the probe on the object grid')
 
 
@@ -710,7 +721,8 @@ def _fix_npz(source: Path, dest: Path, report: FileReport, overwrite: bool) -> l
                            f'rewritten in the ptychopinn convention')
         source_mapping = PositionMapping(mapping.probe_width_px, mapping.probe_height_px,
                                          truth or dataset.convention)
-        target = PositionMapping(mapping.probe_width_px, mapping.probe_height_px, PositionConvention.PTYCHOPINN)
+        target = PositionMapping(mapping.probe_width_px, mapping.probe_height_px,
+                                 PositionConvention.PTYCHOPINN)
         if source_mapping.convention != PositionConvention.PTYCHOPINN and truth is None:
             changes.append(f'positions rewritten from {source_mapping.convention.value} to ptychopinn')
         arrays: dict[str, np.ndarray | StreamedArray] = {}
