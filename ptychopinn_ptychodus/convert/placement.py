@@ -133,7 +133,8 @@ class PlacementVerdict:
 # ---------------------------------------------------------------------------
 
 
-def _is_constant(array: npt.NDArray[np.generic]) -> bool:
+def is_constant(array: npt.ArrayLike) -> bool:
+    """Whether every value equals the first to ``CONSTANT_TOLERANCE`` (a placeholder such as all ones)."""
     values = np.asarray(array).ravel()
     scale = float(np.max(np.abs(values))) if values.size else 0.0
     if scale == 0.0:
@@ -141,9 +142,12 @@ def _is_constant(array: npt.NDArray[np.generic]) -> bool:
     return float(np.max(np.abs(values - values[0]))) <= CONSTANT_TOLERANCE * scale
 
 
+_is_constant = is_constant  # the name convert/check.py first used
+
+
 def _probe_modes(probe: npt.ArrayLike) -> npt.NDArray[np.complex64]:
     modes = np.asarray(probe)
-    while modes.ndim > 3 and modes.shape[0] == 1:
+    while modes.ndim > 3:  # (OPR, modes, N, N): the first OPR component
         modes = modes[0]
     if modes.ndim == 2:
         modes = modes[None]
@@ -195,10 +199,10 @@ def applicable(
         return f'the object has {image.ndim} dimensions, not 2'
     if not (np.all(np.isfinite(image)) and np.all(np.isfinite(modes))):
         return 'the probe or object holds non-finite values'
-    if _is_constant(image):
+    if is_constant(image):
         value = complex(image.ravel()[0])
         return f'the object is a placeholder (constant {value:g})'
-    if _is_constant(modes):
+    if is_constant(modes):
         return 'the probe is a placeholder (constant)'
     n_y, n_x = stack.shape[1:]
     if all(
