@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..facts.errors import PtychoPINNError
 from ..host import doctor
+from . import check as check_command
 from . import training
 
 PROG = 'ptychopinn-ptychodus'
@@ -68,6 +69,8 @@ SUBCOMMANDS: list[Subcommand] = [
                _no_arguments, _run_remove_bridge),
     Subcommand('training-data', 'one PtychoPINN training NPZ from any files Ptychodus reads',
                training.add_arguments, training.run),
+    Subcommand('check', 'what Ptychodus will see in NPZ files and products, and what is wrong',
+               check_command.add_arguments, check_command.run),
 ]
 
 
