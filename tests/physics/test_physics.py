@@ -91,8 +91,10 @@ try:
 except ImportError as exc:
     if os.environ.get('PTYCHOPINN_PHYSICS_REQUIRED') == '1':
         raise
-    pytest.skip(f'the physics check needs pty-chi, Ptychodus and scipy ({exc}); run `make test-physics`',
-                allow_module_level=True)
+    pytest.skip(
+        f'the physics check needs pty-chi, Ptychodus and scipy ({exc}); run `make test-physics`',
+        allow_module_level=True,
+    )
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
