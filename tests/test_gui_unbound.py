@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PyQt5.QtWidgets import QWizard
+from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import QApplication, QWizard
 from test_gui import ARTIFACTS, DialogRobot, Gui, _action, _distinct_colours, _screenshot
 from test_gui import gui as gui  # noqa: F401 - the module-scoped main window fixture
 
@@ -169,3 +170,48 @@ def test_object_and_probe_views_draw_the_images(opened, gui):  # noqa: F811
     view.probe_action.trigger()
     gui.settle(0.3)
     assert _distinct_colours(view.probe_image_view) > 50
+
+
+def test_reconstruct_refuses_the_geometry_only_dataset(opened, gui, run1084_arrays):  # noqa: F811
+    """Processing > Reconstruct with the geometry-only dataset bound: Ptychodus refuses, nothing is fitted.
+
+    Ptychodus's ``prepare_reconstruct_input`` (``api/reconstruct.py``, 1.5.1-1.7.0) raises
+    "Cannot prepare reconstruct input from empty diffraction dataset." before any
+    reconstructor runs; the GUI shows it in its exception dialog.
+    """
+    from PyQt5.QtWidgets import QMessageBox, QPushButton
+
+    gui.view.processing_action.trigger()
+    gui.settle(0.2)
+    combo = gui.controller._processing_controller._product_view_controller.get_widget()
+    products = gui.model.product_core.product_repository
+    index = next(i for i in range(len(products)) if products[i] is opened['item'])
+    combo.setCurrentIndex(index)  # the user picks the product in the Processing panel
+    gui.settle(0.2)
+    controller = gui.controller._processing_controller
+    button: QPushButton = controller._actions_view.reconstruct_button
+    # With no reconstructor library installed (no pty-chi here) Ptychodus offers only its
+    # NullReconstructor: the button reads "Infer" and stays disabled until a model is loaded.
+    # With pty-chi it reads "Reconstruct" and is enabled for any product with a dataset bound.
+    # Either way its slot, ``ProcessingController._reconstruct``, is what a press runs.
+    press = button.click if button.isEnabled() else controller._reconstruct
+    seen: list[str] = []
+
+    def close_dialog() -> None:
+        dialog = QApplication.activeModalWidget()
+        if isinstance(dialog, QMessageBox):
+            seen.append(f'{dialog.text()} {dialog.informativeText()}')
+            dialog.accept()
+        else:
+            QTimer.singleShot(20, close_dialog)
+
+    QTimer.singleShot(20, close_dialog)
+    before = len(products)
+    press()  # returns when the exception dialog is closed
+    gui.settle(0.3)
+    assert seen and 'Cannot prepare reconstruct input from empty diffraction dataset' in seen[0], seen
+    # Ptychodus inserts the output product before it prepares the input: the copy is untouched
+    for i in range(before, len(products)):
+        copy = np.asarray(products[i].get_product().object_.get_array())
+        np.testing.assert_array_equal(copy.reshape(run1084_arrays['objectGuess'].shape),
+                                      run1084_arrays['objectGuess'])
