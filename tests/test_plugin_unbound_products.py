@@ -94,3 +94,26 @@ def test_run1084_converted_h5_opens_with_object_and_probe(run1084: tuple[Path, d
         workflow.save_product(out, file_type=plugin.NPZ_SIMPLE_NAME)
     with np.load(out, allow_pickle=False) as z:
         np.testing.assert_array_equal(z['objectGuess'], arrays['objectGuess'])
+
+
+@pytest.mark.parametrize('reader', [plugin.NPZ_SIMPLE_NAME, plugin.H5_SIMPLE_NAME])
+def test_reconstruct_refuses_the_geometry_only_dataset(run1084: tuple[Path, dict[str, np.ndarray]],
+                                                       tmp_path: Path, reader: str) -> None:
+    """Pressing Reconstruct must not fit anything to zeros: Ptychodus refuses an empty dataset itself.
+
+    ``prepare_reconstruct_input`` (Ptychodus ``api/reconstruct.py``, 1.5.1, 1.6.0, 1.7.0) raises
+    before any reconstructor runs; the GUI's Reconstruct button shows the same error.
+    """
+    path, arrays = run1084
+    if reader == plugin.H5_SIMPLE_NAME:
+        export_product(path, tmp_path / 'run1084.h5')
+        path = tmp_path / 'run1084.h5'
+    with ModelCore() as core:
+        workflow, product = open_pair(core, path, reader)
+        with pytest.raises(ValueError, match='Cannot prepare reconstruct input from empty diffraction dataset'):
+            workflow.get_reconstruct_input()
+        with pytest.raises(ValueError, match='Cannot prepare reconstruct input from empty diffraction dataset'):
+            workflow.reconstruct_local(block=True)
+        repository = core.product_core.product_repository
+        for index in range(len(repository)):  # the output copy Ptychodus inserts first is untouched
+            assert_shows_the_file(repository[index].get_product(), arrays)
