@@ -121,7 +121,7 @@ def console_commands(text: str) -> list[tuple[str, list[str]]]:
         command = line[2:]
         while command.endswith('\\') and i + 1 < len(lines):
             i += 1
-            command = command[:-1] + ' ' + lines[i].strip()
+            command = command[:-1].rstrip() + ' ' + lines[i].strip()
         commands.append((command, []))
         i += 1
     if not commands:
