@@ -245,6 +245,19 @@ def test_images_the_pages_show_exist() -> None:
             assert (page.parent / target).is_file(), f'{page.relative_to(ROOT)}: image {target} is missing'
 
 
+def test_flags_the_cli_page_explains_are_the_parsers_flags() -> None:
+    """docs/cli.md's table explains flags by hand; each one must be a flag the parser has."""
+    from ptychopinn_ptychodus.cli.convert import build_parser
+
+    parser = build_parser()
+    known = {option for action in parser._actions for option in action.option_strings}
+    text = (ROOT / 'docs' / 'cli.md').read_text(encoding='utf-8')
+    table = [line for line in text.splitlines() if line.startswith('| `--')]
+    explained = {flag for line in table for flag in re.findall(r'`(--[A-Za-z0-9-]+)', line.split('|')[1])}
+    assert len(explained) > 20, explained
+    assert not explained - known, f'docs/cli.md explains flags the parser does not have: {explained - known}'
+
+
 def test_the_marker_parser_reads_what_it_claims(tmp_path: Path) -> None:
     """The parser itself: a marker before, the old spelling after, console output lines."""
     page = tmp_path / 'p.md'

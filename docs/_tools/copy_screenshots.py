@@ -38,7 +38,8 @@ def copy(source: Path, dest: Path) -> list[str]:
     for name in SHOWN:
         image = QImage(str(source / name))
         if image.isNull():
-            raise SystemExit(f'copy_screenshots: {source / name}: missing or not a PNG (did the GUI tests run?)')
+            raise SystemExit(f'copy_screenshots: {source / name}: missing or not a PNG '
+                             '(did the GUI tests run?)')
         if image.width() > MAX_WIDTH:
             image = image.scaledToWidth(MAX_WIDTH, Qt.TransformationMode.SmoothTransformation)
         target = dest / name
