@@ -32,7 +32,7 @@ demo: install
 	$(PY) -m ptychopinn_ptychodus.demo demo_output
 
 lint: install
-	$(PY) -m ruff check ptychopinn_ptychodus tests benchmarks
+	$(PY) -m ruff check ptychopinn_ptychodus tests benchmarks docs
 
 typecheck: install
 	$(PY) -m mypy
