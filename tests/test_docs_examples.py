@@ -235,14 +235,18 @@ def test_readme_shows_no_command_that_is_not_run() -> None:
         assert block.marker != 'not-run' or block.reason, block.where
 
 
-def test_images_the_pages_show_exist() -> None:
-    """Every image a page links (screenshots included) is a file in the repository."""
+def test_links_and_images_the_pages_show_exist() -> None:
+    """Every relative link and image of a page (screenshots included) is a file in the repository."""
+    checked = 0
     for page in PAGES:
         text = page.read_text(encoding='utf-8')
-        for target in re.findall(r'!\[[^\]]*\]\(([^)\s]+)\)', text):
-            if '://' in target:
+        for target in re.findall(r'\]\(([^)\s]+)\)', text):
+            if '://' in target or target.startswith(('#', 'mailto:')):
                 continue
-            assert (page.parent / target).is_file(), f'{page.relative_to(ROOT)}: image {target} is missing'
+            path = target.split('#', 1)[0]
+            assert (page.parent / path).exists(), f'{page.relative_to(ROOT)}: link {target} leads nowhere'
+            checked += 1
+    assert checked > 20, checked  # the README alone links a dozen pages
 
 
 def test_flags_the_cli_page_explains_are_the_parsers_flags() -> None:
