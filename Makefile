@@ -12,7 +12,7 @@ PYTEST := cd tests && ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. --ign
 export QT_QPA_PLATFORM ?= offscreen
 export MPLBACKEND ?= Agg
 
-.PHONY: all install demo test lint typecheck pytest test-hosts test-pythons test-matrix test-physics bench dist clean
+.PHONY: all install demo test lint typecheck pytest test-hosts test-pythons test-matrix test-physics bench dist docs screenshots clean
 
 all: test
 
@@ -32,7 +32,7 @@ demo: install
 	$(PY) -m ptychopinn_ptychodus.demo demo_output
 
 lint: install
-	$(PY) -m ruff check ptychopinn_ptychodus tests benchmarks
+	$(PY) -m ruff check ptychopinn_ptychodus tests benchmarks docs
 
 typecheck: install
 	$(PY) -m mypy
@@ -67,6 +67,36 @@ dist: install
 	$(PY) -m build --outdir dist .
 	$(PY) -m twine check --strict dist/*
 	$(PY) tests/matrix.py sdist
+
+# The documentation: Sphinx + MyST in its own venv (.venvs/docs, rebuilt when docs/requirements.txt
+# changes), with this package as a wheel and Ptychodus 1.7.0 so autodoc imports the host modules too.
+# Warnings are errors. The GUI screenshots are committed under docs/_static/screenshots
+# (`make screenshots` retakes them with the real-GUI tests); see docs/development.md.
+DOCS_VENV := .venvs/docs
+DOCS_PY   := $(DOCS_VENV)/bin/python
+
+$(DOCS_VENV)/.deps: docs/requirements.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_PY) -m pip install --quiet --upgrade pip
+	$(DOCS_PY) -m pip install --quiet -r docs/requirements.txt 'ptychodus==1.7.0'
+	touch $@
+
+$(DOCS_VENV)/.installed: $(DOCS_VENV)/.deps $(SOURCES)
+	$(DOCS_PY) -m pip install --quiet --no-deps --force-reinstall .
+	touch $@
+
+docs: $(DOCS_VENV)/.installed
+	rm -rf build/docs
+	$(DOCS_PY) -m sphinx -W --keep-going -b html docs build/docs/html
+	@echo "docs: build/docs/html/index.html"
+
+# Retake the GUI screenshots the docs show: the real-GUI tests write them into a scratch folder,
+# and the ones the GUI how-to uses are copied into docs/_static/screenshots (committed, small).
+SHOTS_TMP := build/screenshots
+screenshots: install
+	rm -rf $(SHOTS_TMP)
+	cd tests && TEST_ARTIFACTS_DIR=$(CURDIR)/$(SHOTS_TMP) ../$(PY) -m pytest -c ../pyproject.toml --rootdir=.. -q -m gui test_gui.py
+	$(PY) docs/_tools/copy_screenshots.py $(SHOTS_TMP) docs/_static/screenshots
 
 clean:
 	rm -rf $(VENV) build dist demo_output test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -2,21 +2,25 @@
 
 Built by ``make docs`` with warnings as errors (``-W --keep-going``) into ``build/docs/html``.
 
-Docstrings: **napoleon** (part of Sphinx) rather than numpydoc. Our docstrings use NumPy's section
-headers (``Parameters`` + underline) with short ``name: meaning`` entries and no separate type
-lines -- the types are in the signatures. napoleon reads that form as it is and needs no extra
-package; numpydoc expects ``name : type`` lines and would render our entries as parameter names.
+Docstrings: our docstrings use NumPy's section header (``Parameters`` + underline) with short
+``name: meaning`` entries and no type lines -- the types are in the signatures. Both numpydoc and
+napoleon read the text after the colon as a *type* (the build showed "input_npz (the PtychoPINN
+dataset.)"), so neither renders this form right. :func:`parameters_as_fields` below turns such a
+section into Sphinx's own ``:param name: meaning`` fields before autodoc renders it, and
+``autodoc_typehints = 'description'`` adds the types from the signatures.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
+from sphinx.util import logging
 
 import ptychopinn_ptychodus
 
@@ -25,14 +29,12 @@ author = 'ptychopinn-ptychodus contributors'
 copyright = 'the ptychopinn-ptychodus contributors, BSD-3-Clause'  # noqa: A001 - Sphinx's name
 release = ptychopinn_ptychodus.__version__
 
-extensions = ['myst_parser', 'sphinx.ext.autodoc', 'sphinx.ext.napoleon']
+extensions = ['myst_parser', 'sphinx.ext.autodoc']
 source_suffix = {'.md': 'markdown'}
 root_doc = 'index'
 exclude_patterns = ['_build', 'benchmark_results.md']  # included by benchmark.md, not a page of its own
 myst_heading_anchors = 3
 myst_enable_extensions = ['colon_fence']
-napoleon_google_docstring = False
-napoleon_numpy_docstring = True
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'
 html_theme = 'alabaster'
@@ -71,6 +73,45 @@ class ArgparseHelp(Directive):
         return blocks
 
 
+ENTRY = re.compile(r'^(?P<names>\*{0,2}\w+(?:\s*[/,]\s*\*{0,2}\w+)*):\s+(?P<meaning>.*)$')
+logger = logging.getLogger(__name__)
+
+
+def parameters_as_fields(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Rewrite a ``Parameters`` section of ``name: meaning`` lines as ``:param name: meaning`` fields.
+
+    ``a / b: meaning`` documents two parameters alike; an entry's indented continuation lines
+    stay with it; the section ends at a blank line. A line of another form in the section is a
+    warning (an error under ``-W``), so a docstring that would render wrong fails the build.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        is_header = (lines[i].strip() == 'Parameters' and i + 1 < len(lines)
+                     and set(lines[i + 1].strip()) == {'-'})
+        if not is_header:
+            out.append(lines[i])
+            i += 1
+            continue
+        i += 2
+        while i < len(lines) and lines[i].strip():
+            entry = ENTRY.match(lines[i])
+            if entry is None:
+                logger.warning(f'{name}: a Parameters line not of the form "name: meaning": {lines[i]!r}')
+                i += 1
+                continue
+            meaning = entry['meaning']
+            i += 1
+            while i < len(lines) and lines[i].startswith((' ', '\t')) and lines[i].strip():
+                meaning += ' ' + lines[i].strip()
+                i += 1
+            for one in re.split(r'\s*[/,]\s*', entry['names']):
+                out.append(f':param {one.lstrip("*")}: {meaning}')
+        out.append('')
+    lines[:] = out
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.add_directive('argparse-help', ArgparseHelp)
+    app.connect('autodoc-process-docstring', parameters_as_fields)
     return {'parallel_read_safe': True}

@@ -133,6 +133,7 @@ class DialogRobot:
     disabled_files: list[str] = field(default_factory=list)
     dataset_choices: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    dialog_shot: Path | None = None
     _deadline: float = 0.0
     _prepared: Any = None
 
@@ -184,6 +185,7 @@ class DialogRobot:
         dialog.findChild(QLineEdit, 'fileNameEdit').setText(self.file_path.name)  # the user types it
         if dialog.selectedFiles() != [str(self.file_path)]:
             return False
+        self.dialog_shot = _save_grab(dialog, 'gui_open_dialog.png')  # for the GUI how-to
         dialog.accept()
         return True
 
@@ -215,9 +217,14 @@ def _screenshot(gui: Gui, name: str, *, show: Any = None, zoom: QWidget | None =
             if button.toolTip() == 'Home':
                 button.click()
         gui.settle(0.3)
+    return _save_grab(gui.view, name)
+
+
+def _save_grab(widget: QWidget, name: str) -> Path:
+    """``widget.grab()`` saved as ``ARTIFACTS/name`` (docs/_static/screenshots shows some)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    pixmap = gui.view.grab()
+    pixmap = widget.grab()
     assert not pixmap.isNull()
     assert pixmap.save(str(path)), f'could not write {path}'
     print(f'screenshot: {path}')
@@ -236,7 +243,7 @@ def _distinct_colours(widget: QWidget) -> int:
 def sample(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     folder = tmp_path_factory.mktemp('gui')
     path = folder / 'pinn_scan.npz'
-    arrays = write_sample(path, pattern_px=32, scan_side=SCAN_SIDE)
+    arrays = write_sample(path, pattern_px=32, scan_side=SCAN_SIDE, object_kind='star')  # the docs show it
     (folder / 'decoy.txt').write_text('not a PtychoPINN file', encoding='utf-8')
     return path, arrays
 
@@ -272,6 +279,10 @@ def test_open_product_dialog_lists_our_filter(opened, gui):
     assert robot.seen_filters == [p.display_name for p in chooser]
     assert robot.seen_filters.count(OUR_FILTER) == 1
     assert plugin.H5_DISPLAY_NAME in robot.seen_filters
+    # The GUI how-to says the dialog opens on Ptychodus's own filter, so the user picks ours.
+    assert robot.initial_filter != OUR_FILTER, robot.initial_filter
+    assert robot.initial_filter in robot.seen_filters
+    assert robot.dialog_shot is not None and robot.dialog_shot.stat().st_size > 5_000
 
 
 def test_our_filter_glob_shows_the_npz_in_the_dialog(opened):

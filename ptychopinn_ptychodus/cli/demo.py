@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert.sidecar import sidecar_path
+from ..convert.sidecar import legacy_sidecar_path, sidecar_path
 from ..host.compat import find_strategy, host_object_pixels, host_pixel_offset, position_arrays
 from .convert import main as convert
 from .sample import write_sample
@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     sidecar = sidecar_path(npz)  # the name the plugin and the converter look for
     sidecar.write_text(json.dumps(DEMO_METADATA, indent=1))
     print(f'   its metadata: {sidecar} (read by the converter and by Ptychodus\'s file dialog alike)')
+    legacy = legacy_sidecar_path(npz)
+    if legacy.is_file():  # an earlier demo wrote the sidecar under the 0.2.0 name: one sidecar, not two
+        legacy.unlink()
+        print(f'   removed {legacy}: an earlier demo\'s copy of it, under the sidecar name of 0.2.0')
     code = convert(
         [
             '--input-npz',
