@@ -137,7 +137,8 @@ class NpzPatternReader:
                 stop = min(start + block_patterns, info.num_patterns)
                 yield start, self.raw_block(start, stop, region)
             if checker is not None and checker.result() != member.crc:
-                raise InvalidInputError(self._archive.path, f'{info.key} fails its CRC-32 check (corrupt data)')
+                problem = f'{info.key} fails its CRC-32 check (corrupt data)'
+                raise InvalidInputError(self._archive.path, problem)
         finally:
             if checker is not None:
                 checker.stop()
@@ -188,13 +189,14 @@ class NpzPatternReader:
         except (OSError, ValueError) as exc:
             raise InvalidInputError(self._archive.path, f'{self._info.key} cannot be mapped: {exc}') from exc
         count = math.prod(member.shape)
-        self._mapped = np.frombuffer(self._map, dtype=member.dtype, count=count, offset=offset).reshape(member.shape)
+        flat = np.frombuffer(self._map, dtype=member.dtype, count=count, offset=offset)
+        self._mapped = flat.reshape(member.shape)
         return self._mapped
 
     def _member_bytes(self) -> memoryview | None:
         """The stored member's data bytes, in file order (for the CRC pass)."""
         mapped = self._mapped_member()
-        return None if mapped is None else memoryview(mapped.reshape(-1).view(np.uint8))
+        return None if mapped is None else byte_view(mapped)
 
     def _release(self, first: int, stop: int) -> None:
         """Drop mapped pages of bytes ``first:stop`` of the member from this process (not from the cache).
@@ -220,7 +222,9 @@ class NpzPatternReader:
         row_bytes = math.prod(self._member.shape[1:]) * self._member.dtype.itemsize
         self._release(0, start * row_bytes)
 
-    def _transpose_hwn(self, mapped: np.ndarray, start: int, stop: int, rows: slice, cols: slice) -> np.ndarray:
+    def _transpose_hwn(
+        self, mapped: np.ndarray, start: int, stop: int, rows: slice, cols: slice
+    ) -> np.ndarray:
         """Patterns ``start:stop`` of a mapped C-ordered (H, W, M) stack, transposed to (count, h, w).
 
         Copied a few detector rows (about 256 pixels) at a time: each pixel's

@@ -24,6 +24,7 @@ try:  # zlib-ng: the same zlib streams, about twice as fast
 except ImportError:  # pragma: no cover - optional speed-up
     import zlib as _zlib  # type: ignore[no-redef]
 
+from ..safeio.blocks import byte_view
 from ..safeio.cancellation import raise_if_interrupted
 
 Compression = Literal['none', 'gzip', 'lzf']
@@ -185,7 +186,7 @@ def _write_contiguous(
         if direct:
             assert isinstance(fd, int) and offset is not None
             position = offset + start * row_bytes
-            _pwrite_all(fd, memoryview(block.reshape(-1).view(np.uint8)), position)
+            _pwrite_all(fd, byte_view(block), position)
             writeback.start(position, count * row_bytes)
         else:
             dset[start : start + count] = block

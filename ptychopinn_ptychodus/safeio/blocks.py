@@ -42,7 +42,7 @@ def crc32(data: bytes | memoryview, value: int = 0) -> int:
 
 
 def byte_view(out: np.ndarray) -> memoryview:
-    """A writable byte view of a C-contiguous array (empty arrays included)."""
+    """A byte view of a C-contiguous array (empty arrays included; read-only if the array is)."""
     if not out.nbytes:
         return memoryview(bytearray())
     return memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
