@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ try:  # zlib-ng: the same zlib streams, about twice as fast
 except ImportError:  # pragma: no cover - optional speed-up
     import zlib as _zlib  # type: ignore[no-redef]
 
+from ..safeio.blocks import byte_view
 from ..safeio.cancellation import raise_if_interrupted
 
 Compression = Literal['none', 'gzip', 'lzf']
@@ -133,19 +135,71 @@ def write_pattern_stack(
         blocks = itertools.chain([first], blocks)
     sample = None if first is None else np.asarray(first[1], dtype=dtype)
     options = dataset_options(compression, level, shape, np.dtype(dtype), sample)
+    if not options:
+        return _write_contiguous(parent, name, shape, np.dtype(dtype), blocks, progress)
     dset = parent.create_dataset(name, shape=shape, dtype=dtype, **options)
-    if compression == 'gzip' and options:
+    if compression == 'gzip':
         _write_gzip_chunks(dset, blocks, options, progress, workers)
         return dset
-    writeback = _Writeback(dset) if not options else None
     for start, block in blocks:
         raise_if_interrupted()
         dset[start : start + block.shape[0]] = block
-        if writeback is not None:
-            writeback.start(start, block.shape[0])
         if progress is not None:
             progress(block.shape[0])
     return dset
+
+
+def _write_contiguous(
+    parent: h5py.Group,
+    name: str,
+    shape: tuple[int, int, int],
+    dtype: np.dtype[Any],
+    blocks: Iterable[tuple[int, np.ndarray]],
+    progress: Callable[[int], None] | None,
+) -> h5py.Dataset:
+    """An uncompressed stack: its storage allocated up front, the blocks written there with ``pwrite``.
+
+    A contiguous dataset allocated at creation (``H5D_ALLOC_TIME_EARLY``, no fill
+    value written) has a fixed byte range in the file; HDF5 never reads or writes
+    that range itself afterwards, so each block's bytes go straight from the
+    source (a mapped NPZ member: no copy in between) into it with one
+    ``pwrite``, which releases the GIL (the CRC thread runs meanwhile) and
+    skips h5py's per-write selection work. The result is an ordinary
+    contiguous dataset. A block that is not C-contiguous in the dataset's dtype
+    goes through h5py instead.
+    """
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    dset = parent.create_dataset(name, shape=shape, dtype=dtype, dcpl=dcpl)
+    row_bytes = math.prod(shape[1:]) * dtype.itemsize
+    offset = dset.id.get_offset() if dset.size else None
+    fd = dset.file.id.get_vfd_handle() if offset is not None else None
+    writeback = _Writeback(fd if isinstance(fd, int) else None)
+    for start, block in blocks:
+        raise_if_interrupted()
+        count = int(block.shape[0])
+        direct = (
+            offset is not None and isinstance(fd, int) and block.dtype == dset.dtype
+            and block.flags.c_contiguous and block.shape[1:] == shape[1:]
+        )
+        if direct:
+            assert isinstance(fd, int) and offset is not None
+            position = offset + start * row_bytes
+            _pwrite_all(fd, byte_view(block), position)
+            writeback.start(position, count * row_bytes)
+        else:
+            dset[start : start + count] = block
+        if progress is not None:
+            progress(count)
+    return dset
+
+
+def _pwrite_all(fd: int, data: memoryview, position: int) -> None:
+    """Write all of ``data`` at ``position`` (``pwrite`` may write less than asked)."""
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], position + done)
 
 
 class _Writeback:
@@ -159,19 +213,14 @@ class _Writeback:
     fsync finds little left to do.
     """
 
-    def __init__(self, dset: h5py.Dataset) -> None:
-        self._dset = dset
-        self._row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
-        fd = dset.file.id.get_vfd_handle() if hasattr(os, 'posix_fadvise') else None
-        self._fd = fd if isinstance(fd, int) else None
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd if hasattr(os, 'posix_fadvise') else None
 
-    def start(self, first: int, count: int) -> None:
-        offset = self._dset.id.get_offset() if self._fd is not None else None
-        if offset is None or self._fd is None:
+    def start(self, position: int, length: int) -> None:
+        if self._fd is None:
             return
         try:
-            os.posix_fadvise(self._fd, offset + first * self._row_bytes, count * self._row_bytes,
-                             os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(self._fd, position, length, os.POSIX_FADV_DONTNEED)
         except OSError:  # only a hint: the fsync before publishing still writes everything
             self._fd = None
 

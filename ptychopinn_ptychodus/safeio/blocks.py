@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zipfile
 import zlib
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -40,7 +42,7 @@ def crc32(data: bytes | memoryview, value: int = 0) -> int:
 
 
 def byte_view(out: np.ndarray) -> memoryview:
-    """A writable byte view of a C-contiguous array (empty arrays included)."""
+    """A byte view of a C-contiguous array (empty arrays included; read-only if the array is)."""
     if not out.nbytes:
         return memoryview(bytearray())
     return memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
@@ -65,3 +67,58 @@ def read_into(stream: IO[bytes], out: np.ndarray) -> None:
         if not got:
             raise EOFError(f'array data ends after {filled} of {len(view)} bytes')
         filled += got
+
+
+class BackgroundCrc:
+    """CRC-32 of a buffer, computed in order on a background thread while the caller works.
+
+    A stored 0.5 GB stack costs about 0.1 s of CRC; on a second core that
+    overlaps the copy instead of adding to it (zlib-ng releases the GIL).
+    ``release(first, stop)`` is called after each step with the byte range just
+    checked (to unmap it again). :meth:`result` waits and returns the CRC (or
+    re-raises what went wrong); :meth:`stop` abandons the pass.
+    """
+
+    STEP = 16 << 20
+
+    def __init__(
+        self, data: memoryview, initial: int = 0, release: Callable[[int, int], None] | None = None
+    ) -> None:
+        self._data: memoryview | None = data
+        self._value = initial
+        self._release = release
+        self._error: BaseException | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='ptychopinn-crc32', daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        data = self._data
+        assert data is not None
+        try:
+            value = self._value
+            for first in range(0, len(data), self.STEP):
+                if self._stopped.is_set():
+                    return
+                stop = min(first + self.STEP, len(data))
+                value = crc32(data[first:stop], value)
+                if self._release is not None:
+                    self._release(first, stop)
+            self._value = value
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+        finally:
+            del data
+            self._data = None
+
+    def result(self) -> int:
+        """The CRC-32 of the whole buffer (continued from ``initial``)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def stop(self) -> None:
+        """Abandon the pass (if still running) and wait for the thread."""
+        self._stopped.set()
+        self._thread.join()
