@@ -59,6 +59,7 @@ test-physics: install
 
 bench: install
 	$(PY) benchmarks/bench_convert.py
+	$(PY) benchmarks/bench_paired.py
 
 # A wheel and an sdist in dist/, checked by twine; then the sdist alone is built,
 # installed into its own venv and the test suite is run from the sdist's tree.

@@ -8,9 +8,10 @@ uncompressed (``numpy.savez``) float32 stack of ``--patterns`` 128x128 patterns:
 
 * *ours*: ``python -m ptychopinn_ptychodus --input-npz IN --output-product OUT
   --compression none`` (product with ``/raw_data``), exactly as a user runs it;
-* *naive*: ``python bench_paired.py --naive IN OUT LAYOUT``: ``numpy.load`` of every
+* *naive*: ``python bench_paired.py --naive IN OUT LAYOUT no``: ``numpy.load`` of every
   member, the stack moved to NHW in memory, one h5py ``create_dataset`` per
-  member into ``/raw_data`` (the stack contiguous, as ours stores it), no fsync.
+  member into ``/raw_data`` (the stack contiguous, as ours stores it), no fsync;
+* *naive + fsync*: the same, then an fsync of the output (ours fsyncs before publishing).
 
 Both run warm (one unmeasured run of each first), alternating, the order
 swapped every pair, with the output deleted and ``sync`` run between
@@ -39,8 +40,8 @@ HERE = Path(__file__).resolve().parent
 PX = 128
 
 
-def naive(npz: str, out: str, layout: str) -> None:
-    """The naive conversion: everything in memory, one h5py write per member, no fsync."""
+def naive(npz: str, out: str, layout: str, fsync: str = 'no') -> None:
+    """The naive conversion: everything in memory, one h5py write per member (fsync only if asked)."""
     import h5py
 
     with np.load(npz) as data:
@@ -52,6 +53,12 @@ def naive(npz: str, out: str, layout: str) -> None:
         h5.create_dataset('raw_data/diffraction', data=stack)
         for key, value in arrays.items():
             h5.create_dataset(f'raw_data/{key}', data=value)
+    if fsync == 'fsync':  # the same durability as ours: on disk before the process ends
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def make_npz(path: Path, patterns: int, layout: str) -> None:
@@ -68,9 +75,9 @@ def make_npz(path: Path, patterns: int, layout: str) -> None:
              objectGuess=np.ones((600, 600), np.complex64), xcoords=xs, ycoords=ys)
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str], cwd: Path | None = None) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     elapsed = time.perf_counter() - started
     if proc.returncode:
         raise SystemExit(f'{argv} failed ({proc.returncode}):\n{proc.stderr[-2000:]}')
@@ -107,7 +114,7 @@ def disk_floors(npz: Path, workdir: Path) -> dict[str, float]:
     floors['import_numpy_h5py_s'] = statistics.median(
         timed([sys.executable, '-c', 'import numpy, h5py']) for _ in range(5))
     floors['ours_version_s'] = statistics.median(
-        timed([sys.executable, '-m', 'ptychopinn_ptychodus', '--version']) for _ in range(5))
+        timed([sys.executable, '-m', 'ptychopinn_ptychodus', '--version'], workdir) for _ in range(5))
     return floors
 
 
@@ -117,36 +124,45 @@ def paired(npz: Path, workdir: Path, layout: str, repeats: int) -> dict[str, obj
         'ours': [sys.executable, '-m', 'ptychopinn_ptychodus', '--input-npz', str(npz), '--output-product',
                  str(out), '--compression', 'none', '--quiet', '--object-pixel-size-m', '5e-8',
                  '--probe-energy-eV', '8000', '--detector-distance-m', '1'],
-        'naive': [sys.executable, __file__, '--naive', str(npz), str(out), layout],
+        'naive': [sys.executable, __file__, '--naive', str(npz), str(out), layout, 'no'],
+        'naive_fsync': [sys.executable, __file__, '--naive', str(npz), str(out), layout, 'fsync'],
     }
+    # run from the scratch folder: ``-m`` then imports the installed package, as a user's shell does
     for argv in commands.values():  # warm-up: page cache, bytecode caches
         settle(out)
-        timed(argv)
-    times: dict[str, list[float]] = {'ours': [], 'naive': []}
+        timed(argv, workdir)
+    times: dict[str, list[float]] = {name: [] for name in commands}
     loads = []
     for pair in range(repeats):
-        order = ('ours', 'naive') if pair % 2 == 0 else ('naive', 'ours')
+        order = list(commands) if pair % 2 == 0 else list(commands)[::-1]
         for name in order:
             settle(out)
             loads.append(os.getloadavg()[0])
-            times[name].append(timed(commands[name]))
+            times[name].append(timed(commands[name], workdir))
     settle(out)
-    ours, base = statistics.median(times['ours']), statistics.median(times['naive'])
-    ratios = sorted(a / b for a, b in zip(times['ours'], times['naive'], strict=True))
-    return {'layout': layout, 'ours_s': times['ours'], 'naive_s': times['naive'],
-            'ours_median_s': ours, 'naive_median_s': base, 'ratio': ours / base,
-            'pair_ratio_min': ratios[0], 'pair_ratio_max': ratios[-1],
-            'load_min': min(loads), 'load_max': max(loads)}
+    record: dict[str, object] = {'layout': layout, 'load_min': min(loads), 'load_max': max(loads)}
+    for name, runs in times.items():
+        record[f'{name}_s'] = runs
+        record[f'{name}_median_s'] = statistics.median(runs)
+    for base in ('naive', 'naive_fsync'):
+        ratios = sorted(a / b for a, b in zip(times['ours'], times[base], strict=True))
+        record[f'ratio_{base}'] = statistics.median(times['ours']) / statistics.median(times[base])
+        record[f'pair_ratio_{base}'] = [ratios[0], ratios[-1]]
+    return record
 
 
 def table(results: dict[str, object]) -> str:
     """The Markdown the documentation shows (docs/benchmark_results.md includes it)."""
-    lines = ['| layout | ours, whole process | naive, whole process | ours vs naive | per-pair range | load |',
-             '|---|---|---|---|---|---|']
+    lines = ['| layout | ours | naive | ours vs naive (per-pair range) | naive + fsync '
+             '| ours vs naive + fsync (range) | 1-min load |',
+             '|---|---|---|---|---|---|---|']
     for run in results['pairs']:  # type: ignore[attr-defined]
+        lo, hi = run['pair_ratio_naive']
+        flo, fhi = run['pair_ratio_naive_fsync']
         lines.append(
             f"| {run['layout']} | {run['ours_median_s']:.2f} s | {run['naive_median_s']:.2f} s "
-            f"| **{run['ratio']:.2f}×** | {run['pair_ratio_min']:.2f}–{run['pair_ratio_max']:.2f}× "
+            f"| **{run['ratio_naive']:.2f}×** ({lo:.2f}–{hi:.2f}×) | {run['naive_fsync_median_s']:.2f} s "
+            f"| {run['ratio_naive_fsync']:.2f}× ({flo:.2f}–{fhi:.2f}×) "
             f"| {run['load_min']:.1f}–{run['load_max']:.1f} |")
     floors: dict[str, float] = results['floors']  # type: ignore[assignment]
     lines.append('')
@@ -165,7 +181,10 @@ def main() -> int:
     parser.add_argument('--layouts', nargs='+', choices=('NHW', 'HWN'), default=['NHW', 'HWN'])
     parser.add_argument('--workdir', type=Path, default=None)
     parser.add_argument('--json', type=Path, default=None, help='also write the record here')
-    parser.add_argument('--naive', nargs=3, metavar=('NPZ', 'OUT', 'LAYOUT'), help=argparse.SUPPRESS)
+    parser.add_argument('--markdown', type=Path, default=HERE.parent / 'docs' / 'benchmark_paired.md',
+                        help='also write the table here (default docs/benchmark_paired.md, which '
+                             'docs/benchmark.md includes; "" to skip)')
+    parser.add_argument('--naive', nargs=4, metavar=('NPZ', 'OUT', 'LAYOUT', 'FSYNC'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive:
         naive(*args.naive)
@@ -186,7 +205,16 @@ def main() -> int:
             npz.unlink()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    print(table(results))
+    text = table(results)
+    print(text)
+    if args.markdown and str(args.markdown):
+        argv = ' '.join(sys.argv[1:]) or '(defaults)'
+        header = (f"<!-- written by benchmarks/bench_paired.py ({argv}); do not edit by hand -->\n\n"
+                  f"Measured {results['date']} by `python benchmarks/bench_paired.py {argv}` on "
+                  f"{os.cpu_count()} cores: {args.patterns}×128×128 float32 (np.savez, uncompressed), "
+                  f"median of {args.repeats} alternating runs of whole processes each, warm page cache, "
+                  f"`sync` between runs.\n\n")
+        args.markdown.write_text(header + text + '\n', encoding='utf-8')
     return 0
 
 

@@ -1,6 +1,7 @@
 """The test matrix beyond the default environment: other Ptychodus releases, other Pythons, pty-chi.
 
     python tests/matrix.py hosts     # plugin + real-host tests on Ptychodus 1.5.1 and 1.6.0
+    python tests/matrix.py hosts-gui # the real GUI tests on Ptychodus 1.5.1 and 1.6.0 (with PyQt5)
     python tests/matrix.py pythons   # core + CLI tests on Python 3.12 and 3.13 (with Ptychodus 1.7)
     python tests/matrix.py physics   # pty-chi reconstruction check (Ptychodus 1.7 + pty-chi, CPU)
     python tests/matrix.py sdist     # the sdist alone: built, installed, and the suite run from it
@@ -43,6 +44,8 @@ HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py', 'test_plugin_registry.p
 PYTHON_TESTS = ['test_core_*.py', 'test_cli.py', 'test_rawdata_api.py', 'test_ptychopinn_exporter_products.py', 'test_streaming.py',
                 'test_ptychopinn_flavours.py', 'test_lossless.py', 'test_sidecar_collision.py', 'test_lossless_unknown.py']
 
+GUI_TESTS = ('test_gui.py', 'test_gui_unbound.py')
+
 
 @dataclass(frozen=True)
 class Env:
@@ -51,12 +54,18 @@ class Env:
     requirements: tuple[str, ...]
     tests: tuple[str, ...]
     host: str | None = None  # the Ptychodus version that must survive our install
+    marker: str = 'not gui'  # pytest -m: the GUI tests run only in the envs that install PyQt
 
 
 ENVS = {
     'hosts': [
         Env('ptychodus-1.5.1', '3.11', ('ptychodus==1.5.1', *TEST_TOOLS), tuple(HOST_TESTS), '1.5.1'),
         Env('ptychodus-1.6.0', '3.11', ('ptychodus==1.6.0', *TEST_TOOLS), tuple(HOST_TESTS), '1.6.0'),
+    ],
+    # the real Qt main window on the older hosts (ptychodus[gui] pulls PyQt5 wheels)
+    'hosts-gui': [
+        Env('ptychodus-1.5.1-gui', '3.11', ('ptychodus[gui]==1.5.1', *TEST_TOOLS), GUI_TESTS, '1.5.1', 'gui'),
+        Env('ptychodus-1.6.0-gui', '3.11', ('ptychodus[gui]==1.6.0', *TEST_TOOLS), GUI_TESTS, '1.6.0', 'gui'),
     ],
     'pythons': [
         Env('py3.12', '3.12', ('ptychodus==1.7.0', *TEST_TOOLS), tuple(PYTHON_TESTS), '1.7.0'),
@@ -156,7 +165,7 @@ def run_tests(env: Env, python: Path, tests: Path = TESTS) -> None:
                    'PTYCHOPINN_PHYSICS_REQUIRED': '1', 'PTYCHOPINN_SHARED_DATA': str(ROOT.parent / 'shared' / 'data')}
     config = tests.parent / 'pyproject.toml'
     run([str(python), '-m', 'pytest', '-c', str(config), f'--rootdir={tests.parent}', '-q', '-p', 'no:cacheprovider',
-         '-m', 'not gui', *patterns], cwd=tests, env=environment)
+         '-m', env.marker, *patterns], cwd=tests, env=environment)
 
 
 def unpack_sdist(sdist: Path, folder: Path) -> Path:

@@ -256,8 +256,8 @@ def test_sidecar_object_from_reaches_ptychodus_product_reader(tmp_path):
 
 def test_docs_command_example_runs(tmp_path, run_cli):
     docs = (Path(__file__).resolve().parents[1] / 'docs' / 'reconstructions.md').read_text()
-    line = next(raw for raw in docs.splitlines() if raw.startswith('convert_to_ptychodus_product '))
-    args = line.split()[1:]
+    line = next(raw for raw in docs.splitlines() if raw.startswith('$ convert_to_ptychodus_product '))
+    args = line.split()[2:]
     obj = linear_object((90, 100))
     x, y = _scan(fractional=False)
     dataset = _dataset(tmp_path, obj, x, y)

@@ -67,9 +67,34 @@ def test_doctor_fails_when_the_pth_hook_did_not_run(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert any(line.startswith('FAIL') and 'did not run in this interpreter' in line for line in lines), result.stdout
+    assert any(line.startswith('FAIL') and 'did not run in this interpreter' in line
+               and 'removed its finder' in line for line in lines), result.stdout
     assert any(line.startswith('FAIL') and 'plugin scan does not list' in line for line in lines), result.stdout
     assert any(line.startswith('FAIL') and 'NOT registered' in line for line in lines), result.stdout
+    assert 'ptychopinn-ptychodus install-bridge' in result.stdout
+
+
+def test_doctor_under_python_dash_S_says_why_and_how_to_fix(tmp_path):
+    """``python -S`` with site-packages on PYTHONPATH: Ptychodus imports, but no .pth file is read."""
+    import sysconfig
+
+    purelib = sysconfig.get_paths()['purelib']
+    environment = {k: v for k, v in os.environ.items() if k != 'PTYCHOPINN_PTYCHODUS_DISABLE'}
+    environment['PYTHONPATH'] = purelib
+    plugins = ('from ptychodus.api.plugins import PluginRegistry; '
+               'print(sorted({p.simple_name for p in PluginRegistry.load_plugins().product_file_readers}))')
+    seen = subprocess.run([sys.executable, '-S', '-c', plugins], cwd=tmp_path, env=environment,
+                          capture_output=True, text=True, timeout=120)
+    assert seen.returncode == 0, seen.stderr
+    assert plugin.NPZ_SIMPLE_NAME not in seen.stdout  # what a Ptychodus started with -S sees
+    code = 'import sys; from ptychopinn_ptychodus.cli.tool import main; sys.exit(main(["doctor"]))'
+    result = subprocess.run([sys.executable, '-S', '-c', code], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if 'plugin hook' in line]
+    assert line.startswith('FAIL') and 'Python was started with -S' in line, result.stdout
+    assert 'run `ptychopinn-ptychodus install-bridge` once' in result.stdout
+    assert 'Traceback' not in result.stderr
 
 
 def test_doctor_fails_when_ptychodus_does_not_see_the_plugins(tmp_path):

@@ -226,3 +226,52 @@ def test_wheel_declares_the_entry_point_the_bridge_loads():
     eps = [ep for ep in importlib.metadata.entry_points(group='ptychodus.plugins')
            if ep.dist is not None and ep.dist.metadata['Name'] == DISTRIBUTION]
     assert [ep.value for ep in eps] == ['ptychopinn_ptychodus.plugin:register_plugins']
+
+
+def test_the_hook_imports_nothing_at_start_up():
+    """``python -X importtime``: the hook module is a leaf (it uses only the already-imported os and sys)."""
+    result = subprocess.run([sys.executable, '-X', 'importtime', '-c', 'pass'], capture_output=True, text=True,
+                            check=True)
+    rows = [line.split('|') for line in result.stderr.splitlines() if line.startswith('import time:')]
+    names = [row[-1].rstrip() for row in rows]
+    (at,) = [i for i, name in enumerate(names) if name.strip() == '_ptychopinn_ptychodus_hook']
+    depth = len(names[at]) - len(names[at].lstrip())
+    before = names[at - 1] if at else ''
+    # importtime lists children before their parent, one level deeper: none may precede ours
+    assert not before or len(before) - len(before.lstrip()) <= depth, names[max(0, at - 3):at + 1]
+
+
+def _installed_hook() -> object:
+    import importlib.util
+
+    (record,) = [f for f in importlib.metadata.files(DISTRIBUTION) or () if f.name == '_ptychopinn_ptychodus_hook.py']
+    spec = importlib.util.spec_from_file_location('_hook_copy_under_test', record.locate())
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_broken_environment_does_not_make_the_hook_raise(monkeypatch):
+    """site.py runs ``install()`` in every Python of the environment: it must never raise."""
+    hook = _installed_hook()
+
+    class Hostile:
+        @property
+        def __path__(self):
+            raise RuntimeError('a module whose path cannot be read')
+
+    monkeypatch.setitem(sys.modules, 'ptychodus.plugins', Hostile())
+    hook.install()  # must not raise
+    monkeypatch.setattr(sys, 'meta_path', None)  # not even with no meta path at all
+    hook.install()
+
+
+def test_a_broken_hook_file_does_not_stop_python(tmp_path):
+    """If our hook module is damaged, site.py reports the .pth line and Python still starts."""
+    (pth,) = [f for f in importlib.metadata.files(DISTRIBUTION) or () if f.name == 'ptychopinn_ptychodus_hook.pth']
+    (tmp_path / pth.name).write_text(Path(pth.locate()).read_text())
+    (tmp_path / '_ptychopinn_ptychodus_hook.py').write_text('raise ImportError("damaged")\n')
+    code = f'import site; site.addsitedir({str(tmp_path)!r}); print("started")'
+    result = subprocess.run([sys.executable, '-I', '-c', code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == 'started', result

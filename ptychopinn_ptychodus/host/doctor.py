@@ -118,9 +118,29 @@ def _hook_checks() -> list[Check]:
     if pth is None:
         return [Check(False, f'plugin hook {PTH_NAME} not installed', fix)]
     active = pth_hook.installed() or 'ptychodus.plugins' in sys.modules
-    what = f'plugin hook {pth} ' + ('active' if active else 'installed but did not run in this interpreter')
-    fix = 'site-packages .pth files are skipped under `python -S`; start Python normally'
-    return [Check(active, what, fix)]
+    if active:
+        return [Check(True, f'plugin hook {pth} active')]
+    why = _why_no_pth(pth)
+    return [Check(False, f'plugin hook {pth} installed but did not run in this interpreter: {why}',
+                  'start Python without -S, or run `ptychopinn-ptychodus install-bridge` once '
+                  '(copies the bridge into Ptychodus\'s own plugins folder, which needs no hook)')]
+
+
+def _why_no_pth(pth: Path) -> str:
+    """Why Python's ``site`` module did not run our ``.pth`` line, as far as this interpreter tells."""
+    import site
+
+    if sys.flags.no_site:
+        return 'Python was started with -S (no site module: .pth files are not read)'
+    folder = pth.parent.resolve()
+    user_site = getattr(site, 'ENABLE_USER_SITE', False) and site.getusersitepackages()
+    site_dirs = {Path(d).resolve() for d in site.getsitepackages()}
+    if user_site:
+        site_dirs.add(Path(user_site).resolve())
+    if folder not in site_dirs:
+        return (f'{folder} is not a site directory (PYTHONPATH, pip --target or -s/-I with a --user '
+                'install): Python reads .pth files only in site directories')
+    return 'something removed its finder from sys.meta_path after start-up'
 
 
 def diagnose() -> list[Check]:
