@@ -91,7 +91,7 @@ def test_doctor_under_python_dash_S_says_why_and_how_to_fix(tmp_path):
     result = subprocess.run([sys.executable, '-S', '-c', code], cwd=tmp_path, env=environment,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
-    (line,) = [line for line in result.stdout.splitlines() if 'plugin hook' in line]
+    (line,) = [line for line in result.stdout.splitlines() if line.split()[1:3] == ['plugin', 'hook']]
     assert line.startswith('FAIL') and 'Python was started with -S' in line, result.stdout
     assert 'run `ptychopinn-ptychodus install-bridge` once' in result.stdout
     assert 'Traceback' not in result.stderr

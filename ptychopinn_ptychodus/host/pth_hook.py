@@ -14,8 +14,8 @@ Without Ptychodus nothing is found and ``import ptychodus`` fails as before.
 Standard library only: it runs in every Python process of the environment.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: it would import ``__future__`` in every process;
+# the names only mypy sees are quoted instead.
 import os
 import sys
 
@@ -49,7 +49,7 @@ def bridge_folder() -> str | None:
     return None
 
 
-def extend(module: ModuleType) -> bool:
+def extend(module: 'ModuleType') -> bool:
     """Add our folder to ``module.__path__`` once; True if it is there afterwards.
 
     The path becomes a plain list: a namespace package's own path object is
@@ -70,8 +70,8 @@ class PluginPathFinder:
     """A meta-path finder that only answers for ``ptychodus.plugins``, by asking the others."""
 
     @classmethod
-    def find_spec(cls, fullname: str, path: Sequence[str] | None = None,
-                  target: ModuleType | None = None) -> ModuleSpec | None:
+    def find_spec(cls, fullname: str, path: 'Sequence[str] | None' = None,
+                  target: 'ModuleType | None' = None) -> 'ModuleSpec | None':
         if fullname != TARGET:
             return None
         for finder in sys.meta_path:
