@@ -1,0 +1,336 @@
+"""Issue 17: the two saves a user makes in the real Ptychodus GUI to get PtychoPINN data out.
+
+The route (nothing of Ptychodus or Qt is mocked; the window is built as in tests/test_gui.py):
+
+1. A PtychoPINN NPZ is opened as a diffraction dataset in the GUI's ``ModelCore``
+   (``workflow_api.load_diffraction_data``: the call the Open Dataset wizard ends in),
+   with the crop the wizard would apply set in ``diffraction_settings``; its product is
+   opened the same way (``workflow_api.load_product``, bound to that dataset).
+2. Diffraction view: the dataset row is selected in ``diffraction_view.tree_view`` and
+   *Save › Save File…* is triggered. Ptychodus runs a real ``QFileDialog`` (``exec()``)
+   built from the diffraction writers' display names.
+3. Products view: the product row is selected in ``product_view.table_view`` and
+   *Save › Save File…* is triggered (a second real ``QFileDialog``, product writers).
+4. While each dialog is modal a ``QTimer`` plays the user (:class:`SaveRobot`): it reads
+   the offered filters, picks ours, types the file name into ``fileNameEdit`` and
+   accepts; an ``ExceptionDialog`` Ptychodus shows for a writer error is read and closed,
+   and the test fails with its text.
+
+What the saves give: two files, a diffraction-only NPZ and a product NPZ. Neither is a
+PtychoPINN training file by itself (``RawData.from_file`` needs ``diff3d``/``diffraction``
+*and* ``probeGuess`` and ``xcoords`` in one file): the GUI has no save that writes
+patterns and product together, since Ptychodus's diffraction writers see no product and
+its product writers see no patterns. ``ptychopinn-ptychodus training-data`` joins the two
+saved files into one; the last test runs it on them.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ['QT_QPA_PLATFORM'] = 'offscreen'  # before any Qt import
+
+import gc
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
+from test_gui import Gui, _action
+from test_training_data import assert_ptychopinn_loads
+
+from ptychopinn_ptychodus import plugin
+from ptychopinn_ptychodus.cli.sample import write_sample
+from ptychopinn_ptychodus.npz.archive import write_npz
+
+pytestmark = pytest.mark.gui
+
+OUR_FILTER = plugin.NPZ_DISPLAY_NAME
+PATTERN_PX, CROP_PX, SCAN_SIDE = 32, 16, 5
+#: Bad pixels of the 32 px sample: (0, 0) and (31, 2) fall outside the centred 16 px crop (8:24).
+BAD = ([0, 9, 12, 20, 23, 31], [0, 8, 15, 11, 23, 2])
+
+
+@pytest.fixture(scope='module')
+def gui() -> Iterator[Gui]:
+    """The real main window, built as ``ptychodus/__main__.py`` builds it (see tests/test_gui.py)."""
+    import ptychodus
+    from ptychodus.controller import ControllerCore
+    from ptychodus.model import ModelCore
+    from ptychodus.view import ViewCore
+
+    with ModelCore() as model:
+        app = QApplication.instance() or QApplication(['ptychodus'])
+        view = ViewCore(is_developer_mode_enabled=model.is_developer_mode_enabled)
+        controller = ControllerCore(model, view, is_developer_mode_enabled=model.is_developer_mode_enabled)
+        controller.show_main_window(ptychodus.VERSION_STRING)
+        view.resize(1400, 900)
+        handle = Gui(app, model, view, controller)
+        handle.settle(0.2)
+        try:
+            yield handle
+        finally:
+            view.close()
+            view.deleteLater()
+            app.processEvents()
+            del handle, controller, view
+            gc.collect()
+            app.processEvents()
+
+
+@dataclass
+class SaveRobot:
+    """Answers Ptychodus's Save dialog as a user would: our filter, a typed name, Save."""
+
+    file_path: Path
+    name_filter: str
+    timeout: float = 15.0
+    seen_filters: list[str] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    done: bool = False  # set once the triggered slot has returned: the robot stops
+    _deadline: float = 0.0
+    _prepared: Any = None
+
+    def start(self) -> None:
+        self._deadline = time.monotonic() + self.timeout
+        QTimer.singleShot(20, self._tick)
+
+    def _tick(self) -> None:
+        if self.done:
+            return
+        dialog = QApplication.activeModalWidget()
+        if time.monotonic() > self._deadline:
+            self.log.append(f'gave up; modal widget {type(dialog).__name__}')
+            if dialog is not None and hasattr(dialog, 'reject'):
+                dialog.reject()
+            return
+        if isinstance(dialog, QFileDialog):
+            if self._file_dialog(dialog):
+                self.log.append('save dialog accepted')  # a writer error comes as a modal message next
+        elif isinstance(dialog, QMessageBox):  # Ptychodus's ExceptionDialog for a writer error
+            self.errors.append(f'{dialog.text()} {dialog.informativeText()}')
+            dialog.reject()
+        QTimer.singleShot(20, self._tick)
+
+    def _file_dialog(self, dialog: QFileDialog) -> bool:
+        if self._prepared is not dialog:
+            self._prepared = dialog
+            self.captions.append(dialog.windowTitle())
+            self.seen_filters = list(dialog.nameFilters())
+            dialog.selectNameFilter(self.name_filter)
+            dialog.setDirectory(str(self.file_path.parent))
+            return False
+        dialog.findChild(QLineEdit, 'fileNameEdit').setText(self.file_path.name)  # the user types it
+        if dialog.selectedFiles() != [str(self.file_path)] or dialog.selectedNameFilter() != self.name_filter:
+            return False
+        dialog.accept()
+        return True
+
+
+def _sample(folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """Our simulated PtychoPINN NPZ (32 px, 5 x 5 scan) with a ``bad_pixels`` mask added."""
+    path = folder / 'pinn_scan.npz'
+    arrays = write_sample(path, pattern_px=PATTERN_PX, scan_side=SCAN_SIDE)
+    mask = np.zeros((PATTERN_PX, PATTERN_PX), dtype=bool)
+    mask[BAD] = True
+    arrays['bad_pixels'] = mask
+    write_npz(path, dict(arrays))
+    return path, arrays
+
+
+def _set_crop(settings: Any, crop_px: int | None) -> None:
+    """What the Open Dataset wizard sets: crop on/off, its centre (our reader's N//2) and size."""
+    settings.crop_enabled.set_value(crop_px is not None)
+    if crop_px is not None:
+        settings.beam_center_x_px.set_value(PATTERN_PX // 2)
+        settings.beam_center_y_px.set_value(PATTERN_PX // 2)
+        settings.crop_width_px.set_value(crop_px)
+        settings.crop_height_px.set_value(crop_px)
+
+
+def _open(gui: Gui, path: Path, crop_px: int | None) -> tuple[int, int]:
+    """Dataset and product opened in the GUI's model; their rows in the two repositories."""
+    model = gui.model
+    _set_crop(model.diffraction_core.diffraction_settings, crop_px)
+    datasets = model.diffraction_core.repository
+    products = model.product_core.product_repository
+    dataset = model.workflow_api.load_diffraction_data(path, file_type=plugin.NPZ_SIMPLE_NAME, block=True)
+    model.run_tasks()
+    gui.pump(lambda: dataset.get_assembled_data().get_num_patterns() == SCAN_SIDE**2, what='the patterns')
+    before = len(products)
+    model.workflow_api.load_product(path, file_type=plugin.NPZ_SIMPLE_NAME, diffraction=dataset)
+    gui.pump(lambda: len(products) > before and not products[len(products) - 1].is_pending(), what='the product')
+    gui.settle(0.3)
+    return len(datasets) - 1, len(products) - 1
+
+
+def _save(gui: Gui, trigger: Callable[[], None], path: Path) -> SaveRobot:
+    robot = SaveRobot(path, OUR_FILTER)
+    robot.start()
+    try:
+        trigger()  # returns when the modal dialog has closed and the writer has run (or failed)
+    finally:
+        robot.done = True
+    gui.pump(lambda: robot.errors or path.exists() or (robot.log and 'gave up' in robot.log[-1]),
+             what=f'{path.name} (robot log: {robot.log})')
+    gui.settle(0.3)
+    assert not robot.errors, robot.errors
+    return robot
+
+
+def save_diffraction(gui: Gui, row: int, path: Path) -> SaveRobot:
+    """Select the dataset row in the diffraction tree, then Save › Save File…."""
+    tree = gui.view.diffraction_view.tree_view
+    tree.setCurrentIndex(tree.model().index(row, 0))
+    gui.settle(0.2)
+    assert gui.view.diffraction_view.button_box.save_button.isEnabled()
+    action = _action(gui.view.diffraction_view.button_box.save_menu, 'Save File...')
+    return _save(gui, action.trigger, path)
+
+
+def save_product(gui: Gui, row: int, path: Path) -> SaveRobot:
+    """Select the product row in the Products table, then Save › Save File…."""
+    table = gui.view.product_view.table_view
+    table.setCurrentIndex(table.model().index(row, 0))
+    gui.settle(0.2)
+    assert gui.view.product_view.button_box.save_button.isEnabled()
+    action = _action(gui.view.product_view.button_box.save_menu, 'Save File...')
+    return _save(gui, action.trigger, path)
+
+
+@pytest.fixture(scope='module')
+def saves(gui: Gui, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both saves, once without a crop and once with the centred 16 px crop."""
+    folder = tmp_path_factory.mktemp('gui_saves')
+    path, arrays = _sample(folder)
+    result: dict[str, Any] = {'arrays': arrays, 'source': path}
+    for case, crop in (('full', None), ('crop', CROP_PX)):
+        row, product_row = _open(gui, path, crop)
+        dataset = gui.model.diffraction_core.repository[row]
+        held = np.asarray(dataset.get_assembled_data().get_patterns()).copy()
+        held_bad = np.asarray(dataset.get_assembled_data().get_bad_pixels()).copy()
+        diffraction = folder / f'{case}_diffraction.npz'
+        product = folder / f'{case}_product.npz'
+        robots = (save_diffraction(gui, row, diffraction), save_product(gui, product_row, product))
+        result[case] = {'diffraction': diffraction, 'product': product, 'held': held, 'held_bad': held_bad,
+                        'robots': robots}
+    _set_crop(gui.model.diffraction_core.diffraction_settings, None)
+    return result
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    """Every array but ``_metadata`` (PtychoPINN's pickled 0-d object; read by our archive, never unpickled)."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files if key != '_metadata'}
+        if '_metadata' in npz.files:
+            arrays['_metadata'] = np.asarray(True)  # present
+    return arrays
+
+
+def as_ptychodus_holds(arrays: dict[str, np.ndarray], rows: slice = slice(None)) -> np.ndarray:
+    """The sample's amplitudes as Ptychodus assembles them: bad pixels set to 0 (its own masking)."""
+    amplitude = np.where(arrays['bad_pixels'], 0.0, arrays['diffraction']).astype(np.float32)
+    return amplitude[:, rows, rows]
+
+
+def test_both_dialogs_offered_our_filter_and_it_was_chosen(saves: dict[str, Any], gui: Gui) -> None:
+    diffraction_robot, product_robot = saves['full']['robots']
+    registry = gui.model.plugin_registry
+    assert diffraction_robot.captions == ['Save Diffraction File']
+    assert diffraction_robot.seen_filters == [p.display_name for p in registry.diffraction_file_writers]
+    assert product_robot.captions == ['Save Product']
+    assert product_robot.seen_filters == [p.display_name for p in registry.product_file_writers]
+    for robot in (diffraction_robot, product_robot):
+        assert robot.seen_filters.count(OUR_FILTER) == 1
+        assert robot.log[0] == 'save dialog accepted', robot.log
+    assert type(registry.diffraction_file_writers.get_current_plugin().strategy) is plugin.NPZDiffractionFileWriter
+    assert type(registry.product_file_writers.get_current_plugin().strategy) is plugin.NPZProductFileWriter
+
+
+def test_uncropped_diffraction_save(saves: dict[str, Any]) -> None:
+    """32 px patterns as Ptychodus held them: amplitude ** 2 == held intensities, full mask."""
+    case, arrays = saves['full'], saves['arrays']
+    saved = _load(case['diffraction'])
+    assert saved['diffraction'].shape == (SCAN_SIDE**2, PATTERN_PX, PATTERN_PX) == case['held'].shape
+    np.testing.assert_allclose(saved['diffraction'].astype(np.float64) ** 2, case['held'], rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(saved['diffraction'], as_ptychodus_holds(arrays), rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(saved['bad_pixels'], arrays['bad_pixels'])
+    assert not np.any(saved['diffraction'][:, arrays['bad_pixels']])  # Ptychodus zeroes them
+    np.testing.assert_array_equal(saved['pattern_indexes'], np.arange(SCAN_SIDE**2))
+    assert str(saved['diffraction_domain']) == 'amplitude'
+
+
+def test_cropped_diffraction_save_has_16_px_patterns_and_cropped_mask(saves: dict[str, Any]) -> None:
+    """The centred crop (rows/cols 8:24 of 32): patterns and bad pixels at 16 x 16, not the raw 32."""
+    case, arrays = saves['crop'], saves['arrays']
+    lo, hi = PATTERN_PX // 2 - CROP_PX // 2, PATTERN_PX // 2 + CROP_PX // 2
+    saved = _load(case['diffraction'])
+    assert saved['diffraction'].shape == (SCAN_SIDE**2, CROP_PX, CROP_PX) == case['held'].shape
+    np.testing.assert_allclose(saved['diffraction'], as_ptychodus_holds(arrays, slice(lo, hi)), rtol=1e-6, atol=0)
+    assert saved['bad_pixels'].shape == (CROP_PX, CROP_PX)
+    np.testing.assert_array_equal(saved['bad_pixels'], arrays['bad_pixels'][lo:hi, lo:hi])
+    np.testing.assert_array_equal(saved['bad_pixels'], case['held_bad'])
+    assert int(saved['bad_pixels'].sum()) == 4  # two of the six lie outside the crop
+
+
+def test_diffraction_saves_reopen_with_our_reader(saves: dict[str, Any]) -> None:
+    """Our Ptychodus reader opens each saved file at the saved (processed) shape, mask included."""
+    reader = plugin.NPZDiffractionFileReader()
+    for case, n in (('full', PATTERN_PX), ('crop', CROP_PX)):
+        dataset = reader.read(saves[case]['diffraction'])
+        metadata = dataset.get_metadata()
+        assert (metadata.detector_extent.width_px, metadata.detector_extent.height_px) == (n, n)
+        patterns = np.concatenate([np.asarray(array.get_patterns()) for array in dataset])
+        np.testing.assert_allclose(patterns, saves[case]['held'], rtol=2e-6, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(dataset.get_bad_pixels()), saves[case]['held_bad'])
+
+
+def test_product_saves_carry_probe_object_and_positions(saves: dict[str, Any]) -> None:
+    """The product NPZ: PtychoPINN's probe, object and xcoords/ycoords, whatever the crop."""
+    arrays = saves['arrays']
+    for case in ('full', 'crop'):
+        saved = _load(saves[case]['product'])
+        np.testing.assert_array_equal(saved['probeGuess'], arrays['probeGuess'])
+        np.testing.assert_array_equal(saved['objectGuess'], arrays['objectGuess'])
+        np.testing.assert_allclose(saved['xcoords'], arrays['xcoords'], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(saved['ycoords'], arrays['ycoords'], atol=1e-6, rtol=0)
+        product = plugin.NPZProductFileReader().read(saves[case]['product'])
+        assert len(product.probe_positions) == SCAN_SIDE**2
+
+
+def test_neither_gui_save_is_a_training_file_by_itself(saves: dict[str, Any]) -> None:
+    """Why the GUI route ends in two files: patterns in one, probe and positions in the other."""
+    diffraction = _load(saves['full']['diffraction'])
+    product = _load(saves['full']['product'])
+    assert {'probeGuess', 'xcoords', 'ycoords'}.isdisjoint(diffraction)
+    assert {'diffraction', 'diff3d'}.isdisjoint(product)
+
+
+def test_training_data_joins_the_two_gui_saves(saves: dict[str, Any], tmp_path: Path) -> None:
+    """The two files the GUI saved -> ``ptychopinn-ptychodus training-data`` -> one training NPZ."""
+    from ptychopinn_ptychodus.cli.tool import main
+
+    arrays = saves['arrays']
+    lo, hi = PATTERN_PX // 2 - CROP_PX // 2, PATTERN_PX // 2 + CROP_PX // 2
+    for case in ('full', 'crop'):
+        out = tmp_path / f'{case}_train.npz'
+        argv = ['training-data', str(saves[case]['diffraction']), '--diffraction-reader', plugin.NPZ_SIMPLE_NAME,
+                '--product', str(saves[case]['product']), '--product-reader', plugin.NPZ_SIMPLE_NAME,
+                '-o', str(out), '--quiet']
+        assert main(argv) == 0
+        got = assert_ptychopinn_loads(out)
+        n = PATTERN_PX if case == 'full' else CROP_PX
+        expected = as_ptychodus_holds(arrays, slice(None) if case == 'full' else slice(lo, hi))
+        assert got['diff3d'].shape == (SCAN_SIDE**2, n, n)
+        np.testing.assert_allclose(got['diff3d'], expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got['xcoords'], arrays['xcoords'], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(got['ycoords'], arrays['ycoords'], atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(got['probeGuess'], arrays['probeGuess'])
+        np.testing.assert_array_equal(got['bad_pixels'], saves[case]['held_bad'])
