@@ -50,7 +50,7 @@ test-pythons: install
 
 # both at once: their four venvs are prepared concurrently
 test-matrix: install
-	$(PY) tests/matrix.py hosts pythons
+	$(PY) tests/matrix.py hosts hosts-gui pythons
 
 test: lint typecheck pytest test-matrix
 

@@ -173,6 +173,10 @@ def product_pixels(source: Any) -> tuple[np.ndarray, np.ndarray]:
         source = load_product(Path(source))
     geometry = source.object_.get_geometry()
     positions = source.probe_positions
+    if not hasattr(geometry, 'map_probe_positions_to_object_x_px'):  # Ptychodus < 1.7: one at a time
+        from ptychopinn_ptychodus.host.compat import host_object_pixels
+
+        return host_object_pixels(geometry, positions)
     return (
         np.asarray(geometry.map_probe_positions_to_object_x_px(positions)),
         np.asarray(geometry.map_probe_positions_to_object_y_px(positions)),

@@ -44,7 +44,7 @@ HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py', 'test_plugin_registry.p
 PYTHON_TESTS = ['test_core_*.py', 'test_cli.py', 'test_rawdata_api.py', 'test_ptychopinn_exporter_products.py', 'test_streaming.py',
                 'test_ptychopinn_flavours.py', 'test_lossless.py', 'test_sidecar_collision.py', 'test_lossless_unknown.py']
 
-GUI_TESTS = ('test_gui.py', 'test_gui_unbound.py', 'test_gui_saves.py')
+GUI_TESTS = ('test_gui.py',)  # test_gui_unbound/test_gui_saves drive 1.7's views (diffraction_view, get_num_patterns)
 
 
 @dataclass(frozen=True)
