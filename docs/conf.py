@@ -32,7 +32,8 @@ release = ptychopinn_ptychodus.__version__
 extensions = ['myst_parser', 'sphinx.ext.autodoc']
 source_suffix = {'.md': 'markdown'}
 root_doc = 'index'
-exclude_patterns = ['_build', 'benchmark_results.md', 'benchmark_paired.md']  # included by benchmark.md, not a page of its own
+# included by benchmark.md, not pages of their own
+exclude_patterns = ['_build', 'benchmark_results.md', 'benchmark_paired.md']
 myst_heading_anchors = 3
 myst_enable_extensions = ['colon_fence']
 autodoc_member_order = 'bysource'
