@@ -40,12 +40,13 @@ VENVS = Path(os.environ.get('MATRIX_VENVS', ROOT / '.venvs'))
 TEST_TOOLS = ['pytest>=8', 'hypothesis>=6']
 #: What runs where: the plugin promises on older hosts, the core and CLI on newer Pythons.
 HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py', 'test_plugin_registry.py', 'test_plugin_doctor.py',
+              'test_training_data.py', 'test_training_batch.py',
               'test_plugin_processed_saves.py', 'test_plugin_unbound_products.py']
 PYTHON_TESTS = ['test_core_*.py', 'test_cli.py', 'test_rawdata_api.py', 'test_ptychopinn_exporter_products.py', 'test_streaming.py',
                 'test_ptychopinn_flavours.py', 'test_lossless.py', 'test_sidecar_collision.py', 'test_lossless_unknown.py',
                 'test_pairing.py', 'test_check.py', 'test_placement.py']
 
-GUI_TESTS = ('test_gui.py',)  # test_gui_unbound/test_gui_saves drive 1.7's views (diffraction_view, get_num_patterns)
+GUI_TESTS = ('test_gui.py', 'test_gui_unbound.py', 'test_gui_saves.py')
 
 
 @dataclass(frozen=True)

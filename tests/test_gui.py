@@ -191,6 +191,11 @@ class DialogRobot:
         return True
 
 
+def diffraction_view(view: Any) -> Any:
+    """The main window's diffraction-dataset pane: ``diffraction_view`` from 1.6, ``datasets_view`` in 1.5.1."""
+    return getattr(view, 'diffraction_view', None) or view.datasets_view
+
+
 def _action(menu_owner: Any, text: str) -> Any:
     actions = {a.text(): a for a in menu_owner.actions()}
     assert text in actions, f'no {text!r} action; have {sorted(actions)}'

@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
-from test_gui import Gui, _action
+from test_gui import Gui, _action, diffraction_view
 from test_training_data import assert_ptychopinn_loads
 
 from ptychopinn_ptychodus import plugin
@@ -149,8 +149,9 @@ def _set_crop(settings: Any, crop_px: int | None) -> None:
     """What the Open Dataset wizard sets: crop on/off, its centre (our reader's N//2) and size."""
     settings.crop_enabled.set_value(crop_px is not None)
     if crop_px is not None:
-        settings.beam_center_x_px.set_value(PATTERN_PX // 2)
-        settings.beam_center_y_px.set_value(PATTERN_PX // 2)
+        prefix = 'beam_center' if hasattr(settings, 'beam_center_x_px') else 'crop_center'  # 1.5.1: crop_center
+        getattr(settings, f'{prefix}_x_px').set_value(PATTERN_PX // 2)
+        getattr(settings, f'{prefix}_y_px').set_value(PATTERN_PX // 2)
         settings.crop_width_px.set_value(crop_px)
         settings.crop_height_px.set_value(crop_px)
 
@@ -163,7 +164,7 @@ def _open(gui: Gui, path: Path, crop_px: int | None) -> tuple[int, int]:
     products = model.product_core.product_repository
     dataset = model.workflow_api.load_diffraction_data(path, file_type=plugin.NPZ_SIMPLE_NAME, block=True)
     model.run_tasks()
-    gui.pump(lambda: dataset.get_assembled_data().get_num_patterns() == SCAN_SIDE**2, what='the patterns')
+    gui.pump(lambda: len(dataset.get_assembled_data().get_patterns()) == SCAN_SIDE**2, what='the patterns')
     before = len(products)
     model.workflow_api.load_product(path, file_type=plugin.NPZ_SIMPLE_NAME, diffraction=dataset)
     gui.pump(lambda: len(products) > before and not products[len(products) - 1].is_pending(), what='the product')
@@ -187,11 +188,11 @@ def _save(gui: Gui, trigger: Callable[[], None], path: Path) -> SaveRobot:
 
 def save_diffraction(gui: Gui, row: int, path: Path) -> SaveRobot:
     """Select the dataset row in the diffraction tree, then Save › Save File…."""
-    tree = gui.view.diffraction_view.tree_view
+    tree = diffraction_view(gui.view).tree_view
     tree.setCurrentIndex(tree.model().index(row, 0))
     gui.settle(0.2)
-    assert gui.view.diffraction_view.button_box.save_button.isEnabled()
-    action = _action(gui.view.diffraction_view.button_box.save_menu, 'Save File...')
+    assert diffraction_view(gui.view).button_box.save_button.isEnabled()
+    action = _action(diffraction_view(gui.view).button_box.save_menu, 'Save File...')
     return _save(gui, action.trigger, path)
 
 

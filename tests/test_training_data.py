@@ -24,6 +24,7 @@ pytest.importorskip('ptychodus', reason='Ptychodus is needed to read and write i
 
 from ptychodus.model import ModelCore  # noqa: E402
 
+from ptychopinn_ptychodus.host import compat  # noqa: E402
 from ptychopinn_ptychodus.host.training import TrainingSources, choose_reader, export_training_data  # noqa: E402
 
 SIM = {'pattern_px': 32, 'scan_side': 6, 'step_px': 5}
@@ -228,23 +229,23 @@ def tike_ptychodus_files(tmp_path: Path, data_dir: Path) -> tuple[Path, Path, Pa
     energy_ev, distance_m, detector_px_m = 8800.0, 2.0, 75e-6
     pixel_m = 1.239841984e-6 / energy_ev * distance_m / (n * detector_px_m)
     registry = PluginRegistry.load_plugins()
-    metadata = DiffractionMetadata(
-        num_patterns_per_array=[len(patterns)], pattern_dtype=patterns.dtype,
-        detector_extent=ImageExtent(width_px=n, height_px=n), detector_distance_m=distance_m,
-        detector_pixel_geometry=PixelGeometry(width_m=detector_px_m, height_m=detector_px_m),
-        photon_energy_eV=energy_ev,
-    )
+    metadata = compat.diffraction_metadata(DiffractionMetadata, {  # energy: 1.7 and older spellings
+        'num_patterns_per_array': [len(patterns)], 'pattern_dtype': patterns.dtype,
+        'detector_extent': ImageExtent(width_px=n, height_px=n), 'detector_distance_m': distance_m,
+        'detector_pixel_geometry': PixelGeometry(width_m=detector_px_m, height_m=detector_px_m),
+        'photon_energy_eV': energy_ev,
+    })
     indexes = np.arange(len(patterns))
     dataset = SimpleDiffractionDataset(metadata, DiffractionDatasetLayoutNode.create_root(),
                                        [SimpleDiffractionArray('tike', indexes, patterns)])
     cxi, csv, npy = tmp_path / 'tike.cxi', tmp_path / 'positions.csv', tmp_path / 'probe.npy'
-    registry.diffraction_file_writers.get_strategy_by_name('CXI').write(cxi, dataset)
+    compat.find_strategy(registry.diffraction_file_writers, 'CXI').write(cxi, dataset)
     centre = (n - 1) / 2
     positions = ProbePositionSequence([
         ProbePosition(int(i), (x + centre) * pixel_m, (y + centre) * pixel_m)
         for i, (y, x) in zip(indexes, scan, strict=True)
     ])
-    registry.probe_position_file_writers.get_strategy_by_name('CSV').write(csv, positions)
+    compat.find_strategy(registry.probe_position_file_writers, 'CSV').write(csv, positions)
     np.save(npy, probe)
     return cxi, csv, npy, scan, n
 

@@ -41,6 +41,22 @@ def construct(cls: Any, values: Mapping[tuple[str, ...] | str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def quantity_keywords(func: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (our quantity names) under the keyword names ``func`` of the running host takes.
+
+    E.g. ``create_product(photon_energy_eV=...)`` in 1.7 is ``probe_energy_eV=`` in 1.5.1/1.6.0;
+    a quantity the host has no keyword for is dropped, as :func:`construct` does.
+    """
+    accepted = set(parameter_names(func))
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        candidates = BY_NAME[key].ptychodus if key in BY_NAME and BY_NAME[key].ptychodus else (key,)
+        chosen = next((name for name in candidates if name in accepted), None)
+        if chosen is not None:
+            kwargs[chosen] = value
+    return kwargs
+
+
 def first_attr(obj: Any, names: Sequence[str], default: Any = None) -> Any:
     """The value of the first of ``names`` that ``obj`` has."""
     for name in names:
@@ -204,3 +220,24 @@ def host_object_pixels(geometry: Any, positions: Any) -> tuple[np.ndarray, np.nd
     x_px = [float(first_attr(point, ('x_px', 'coordinate_x_px'))) for point in mapped]
     y_px = [float(first_attr(point, ('y_px', 'coordinate_y_px'))) for point in mapped]
     return np.asarray(x_px), np.asarray(y_px)
+
+
+def crop_arguments(x0: int, y0: int, width: int, height: int) -> dict[str, Any]:
+    """``load_diffraction_data`` keywords cropping columns ``x0:x0+width``, rows ``y0:y0+height``.
+
+    1.6+ take a ``CropRegion``; 1.5.1 takes a centre and an extent and slices
+    ``[centre - size//2, centre + size//2)``, which is the region asked for only for
+    even sizes (an odd size is refused: 1.5.1 would crop one pixel fewer).
+    """
+    from ptychodus.api import diffraction
+
+    region_cls = getattr(diffraction, 'CropRegion', None)
+    if region_cls is not None:
+        return {'crop_region': region_cls(x_range=(x0, x0 + width), y_range=(y0, y0 + height))}
+    if width % 2 or height % 2:
+        raise ValueError(f'Ptychodus 1.5.1 crops only even sizes (asked {height}x{width}); give an even crop')
+    from ptychodus.api.geometry import ImageExtent
+
+    centre = diffraction.CropCenter(  # type: ignore[attr-defined]  # 1.5.1 only
+        position_x_px=x0 + width // 2, position_y_px=y0 + height // 2)
+    return {'crop_center': centre, 'crop_extent': ImageExtent(width_px=width, height_px=height)}

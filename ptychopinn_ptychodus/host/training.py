@@ -76,11 +76,12 @@ class TrainingSources:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def crop_region(metadata: Any, crop_px: int | None, region_cls: Any) -> tuple[Any, str]:
+def crop_region(metadata: Any, crop_px: int | None) -> tuple[dict[str, Any], str]:
     """An explicit crop: ``crop_px`` around the reader's beam centre, else the pattern centre.
 
     Ptychodus 1.5-1.7 crop 64x64 around pixel (32, 32) when no region is given
-    (the corner of larger patterns), so we always pass one.
+    (the corner of larger patterns), so we always pass one. Returns the keywords
+    of ``load_diffraction_data`` that say it on the running release, and a sentence.
     """
     extent = metadata.detector_extent
     width, height = int(extent.width_px), int(extent.height_px)
@@ -97,7 +98,10 @@ def crop_region(metadata: Any, crop_px: int | None, region_cls: Any) -> tuple[An
             metadata.file_path,
             f'crop {size_y}x{size_x} around ({cy}, {cx}) leaves the {height}x{width} detector',
         )
-    region = region_cls(x_range=(x0, x0 + size_x), y_range=(y0, y0 + size_y))
+    try:
+        region = compat.crop_arguments(x0, y0, size_x, size_y)
+    except ValueError as exc:
+        raise InvalidInputError(metadata.file_path, str(exc)) from exc
     return region, f'{size_y}x{size_x} px at rows {y0}:{y0 + size_y}, cols {x0}:{x0 + size_x} ({where})'
 
 
@@ -136,7 +140,6 @@ def export_training_data(
     overwrite: replace an existing output.
     progress: ``progress(total)`` returns a per-block callback (e.g. ``ProgressBar.start``).
     """
-    from ptychodus.api.diffraction import CropRegion
     from ptychodus.api.plugins import PluginRegistry
     from ptychodus.model import ModelCore
 
@@ -149,7 +152,7 @@ def export_training_data(
     reader = choose_reader(registry.diffraction_file_readers, sources.diffraction, sources.diffraction_reader,
                            'diffraction')
     probe_metadata = compat.find_strategy(registry.diffraction_file_readers, reader).read(sources.diffraction)
-    region, crop_text = crop_region(probe_metadata.get_metadata(), crop_px, CropRegion)
+    region, crop_text = crop_region(probe_metadata.get_metadata(), crop_px)
     provenance: dict[str, Any] = {
         'diffraction': {'file': str(sources.diffraction), 'reader': reader},
         'crop': crop_text,
@@ -169,7 +172,7 @@ def export_training_data(
             provenance['bad_pixels'] = {'file': str(sources.bad_pixels), 'reader': bad_reader}
         try:
             dataset = core.workflow_api.load_diffraction_data(
-                sources.diffraction, file_type=reader, crop_region=region, block=True, **kwargs
+                sources.diffraction, file_type=reader, block=True, **region, **kwargs
             )
             core.run_tasks()
             diffraction_meta = compat.diffraction_quantities(probe_metadata.get_metadata())
@@ -226,11 +229,10 @@ def _load_product(core: Any, registry: Any, sources: TrainingSources, dataset: A
         # Ptychodus 1.7 create_product takes energy and distance from its settings (1 m, 10 keV by
         # default), not from the diffraction file, and derives the object pixel from them: pass them.
         physics = {**meta.given(), **{k: v for k, v in diffraction_meta.items() if v is not None}}
-        product = api.create_product(
-            sources.diffraction.stem,
-            detector_distance_m=physics.get('detector_distance_m'),
-            photon_energy_eV=physics.get('photon_energy_eV'),
-            diffraction=dataset,
+        quantities = {key: physics.get(key) for key in ('detector_distance_m', 'photon_energy_eV')}
+        product = api.create_product(  # energy keyword: photon_energy_eV (1.7), probe_energy_eV (1.5.1/1.6)
+            sources.diffraction.stem, diffraction=dataset,
+            **compat.quantity_keywords(api.create_product, quantities),
         )
     for what, path, given, chooser, load in (
         ('positions', sources.positions, sources.positions_reader, registry.probe_position_file_readers,
