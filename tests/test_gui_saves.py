@@ -30,9 +30,8 @@ import os
 
 os.environ['QT_QPA_PLATFORM'] = 'offscreen'  # before any Qt import
 
-import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import pytest
 from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
 from test_gui import Gui, _action, diffraction_view
+from test_gui import gui as gui  # noqa: F401 - the module-scoped real main window (as __main__ builds it)
 from test_training_data import assert_ptychopinn_loads
 
 from ptychopinn_ptychodus import plugin
@@ -54,33 +54,6 @@ OUR_FILTER = plugin.NPZ_DISPLAY_NAME
 PATTERN_PX, CROP_PX, SCAN_SIDE = 32, 16, 5
 #: Bad pixels of the 32 px sample: (0, 0) and (31, 2) fall outside the centred 16 px crop (8:24).
 BAD = ([0, 9, 12, 20, 23, 31], [0, 8, 15, 11, 23, 2])
-
-
-@pytest.fixture(scope='module')
-def gui() -> Iterator[Gui]:
-    """The real main window, built as ``ptychodus/__main__.py`` builds it (see tests/test_gui.py)."""
-    import ptychodus
-    from ptychodus.controller import ControllerCore
-    from ptychodus.model import ModelCore
-    from ptychodus.view import ViewCore
-
-    with ModelCore() as model:
-        app = QApplication.instance() or QApplication(['ptychodus'])
-        view = ViewCore(is_developer_mode_enabled=model.is_developer_mode_enabled)
-        controller = ControllerCore(model, view, is_developer_mode_enabled=model.is_developer_mode_enabled)
-        controller.show_main_window(ptychodus.VERSION_STRING)
-        view.resize(1400, 900)
-        handle = Gui(app, model, view, controller)
-        handle.settle(0.2)
-        try:
-            yield handle
-        finally:
-            view.close()
-            view.deleteLater()
-            app.processEvents()
-            del handle, controller, view
-            gc.collect()
-            app.processEvents()
 
 
 @dataclass
