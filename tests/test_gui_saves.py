@@ -52,6 +52,11 @@ pytestmark = pytest.mark.gui
 
 OUR_FILTER = plugin.NPZ_DISPLAY_NAME
 PATTERN_PX, CROP_PX, SCAN_SIDE = 32, 16, 5
+BIG_PX = 96
+CASES = ('full', 'crop', 'binned', 'default')
+#: The crop and binning settings whose start-up values are Ptychodus's defaults (1.5.1 names crop_center_*).
+DEFAULT_NAMES = ('crop_enabled', 'crop_width_px', 'crop_height_px', 'beam_center_x_px', 'beam_center_y_px',
+                 'crop_center_x_px', 'crop_center_y_px', 'binning_enabled', 'bin_size_x', 'bin_size_y')
 #: Bad pixels of the 32 px sample: (0, 0) and (31, 2) fall outside the centred 16 px crop (8:24).
 BAD = ([0, 9, 12, 20, 23, 31], [0, 8, 15, 11, 23, 2])
 
@@ -129,15 +134,19 @@ def _set_crop(settings: Any, crop_px: int | None) -> None:
         settings.crop_height_px.set_value(crop_px)
 
 
-def _open(gui: Gui, path: Path, crop_px: int | None) -> tuple[int, int]:
-    """Dataset and product opened in the GUI's model; their rows in the two repositories."""
+def _open(gui: Gui, path: Path, crop_px: int | None, *, patterns: int = SCAN_SIDE**2) -> tuple[int, int]:
+    """Dataset and product opened in the GUI's model; their rows in the two repositories.
+
+    ``crop_px`` ``-1``: leave the diffraction settings as they are (the caller set them).
+    """
     model = gui.model
-    _set_crop(model.diffraction_core.diffraction_settings, crop_px)
+    if crop_px != -1:
+        _set_crop(model.diffraction_core.diffraction_settings, crop_px)
     datasets = model.diffraction_core.repository
     products = model.product_core.product_repository
     dataset = model.workflow_api.load_diffraction_data(path, file_type=plugin.NPZ_SIMPLE_NAME, block=True)
     model.run_tasks()
-    gui.pump(lambda: len(dataset.get_assembled_data().get_patterns()) == SCAN_SIDE**2, what='the patterns')
+    gui.pump(lambda: len(dataset.get_assembled_data().get_patterns()) == patterns, what='the patterns')
     before = len(products)
     model.workflow_api.load_product(path, file_type=plugin.NPZ_SIMPLE_NAME, diffraction=dataset)
     gui.pump(lambda: len(products) > before and not products[len(products) - 1].is_pending(), what='the product')
@@ -181,12 +190,25 @@ def save_product(gui: Gui, row: int, path: Path) -> SaveRobot:
 
 @pytest.fixture(scope='module')
 def saves(gui: Gui, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Both saves, once without a crop and once with the centred 16 px crop."""
+    """Both saves without a crop, with the centred 16 px crop, with 2x2 binning, and with
+    Ptychodus's default settings (crop 64 x 64 around (32, 32)) on a 96 px dataset."""
     folder = tmp_path_factory.mktemp('gui_saves')
     path, arrays = _sample(folder)
-    result: dict[str, Any] = {'arrays': arrays, 'source': path}
-    for case, crop in (('full', None), ('crop', CROP_PX)):
-        row, product_row = _open(gui, path, crop)
+    big = folder / 'pinn_big.npz'
+    big_arrays = write_sample(big, pattern_px=BIG_PX, scan_side=3)
+    settings = gui.model.diffraction_core.diffraction_settings
+    defaults = {name: getattr(settings, name).get_value() for name in DEFAULT_NAMES if hasattr(settings, name)}
+    result: dict[str, Any] = {'arrays': arrays, 'source': path, 'defaults': defaults, 'big_arrays': big_arrays}
+    for case in CASES:
+        source, crop, patterns = path, CROP_PX if case == 'crop' else None, SCAN_SIDE**2
+        settings.binning_enabled.set_value(case == 'binned')
+        settings.bin_size_x.set_value(2 if case == 'binned' else 1)
+        settings.bin_size_y.set_value(2 if case == 'binned' else 1)
+        if case == 'default':
+            for name, value in defaults.items():
+                getattr(settings, name).set_value(value)
+            source, crop, patterns = big, -1, 9
+        row, product_row = _open(gui, source, crop, patterns=patterns)
         dataset = gui.model.diffraction_core.repository[row]
         held = np.asarray(dataset.get_assembled_data().get_patterns()).copy()
         held_bad = np.asarray(dataset.get_assembled_data().get_bad_pixels()).copy()
@@ -195,7 +217,8 @@ def saves(gui: Gui, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         robots = (save_diffraction(gui, row, diffraction), save_product(gui, product_row, product))
         result[case] = {'diffraction': diffraction, 'product': product, 'held': held, 'held_bad': held_bad,
                         'robots': robots}
-    _set_crop(gui.model.diffraction_core.diffraction_settings, None)
+    _set_crop(settings, None)
+    settings.binning_enabled.set_value(False)
     return result
 
 
@@ -308,3 +331,26 @@ def test_training_data_joins_the_two_gui_saves(saves: dict[str, Any], tmp_path: 
         np.testing.assert_allclose(got['ycoords'], arrays['ycoords'], atol=1e-6, rtol=0)
         np.testing.assert_array_equal(got['probeGuess'], arrays['probeGuess'])
         np.testing.assert_array_equal(got['bad_pixels'], saves[case]['held_bad'])
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_every_diffraction_save_is_what_ptychodus_held(saves: dict[str, Any], case: str) -> None:
+    """Whatever the processing, the saved stack and mask are what Ptychodus held, at its shape."""
+    held, held_bad = saves[case]['held'], saves[case]['held_bad']
+    expected_px = {'full': PATTERN_PX, 'crop': CROP_PX, 'binned': PATTERN_PX // 2, 'default': 64}[case]
+    assert held.shape[1:] == (expected_px, expected_px)
+    saved = _load(saves[case]['diffraction'])
+    assert saved['diffraction'].shape == held.shape
+    np.testing.assert_allclose(saved['diffraction'].astype(np.float64) ** 2, held, rtol=2e-6, atol=1e-6)
+    if 'bad_pixels' in saved or held_bad.size:
+        np.testing.assert_array_equal(saved['bad_pixels'], held_bad)
+
+
+def test_default_settings_crop_the_corner_of_larger_patterns(saves: dict[str, Any]) -> None:
+    """Ptychodus's start-up crop is 64 x 64 around (32, 32): of a 96 px pattern, the top-left corner."""
+    defaults = saves['defaults']
+    assert defaults['crop_enabled'] and defaults['crop_width_px'] == defaults['crop_height_px'] == 64
+    centre = [value for name, value in defaults.items() if name.endswith('center_x_px')]
+    assert centre == [32]
+    corner = np.asarray(saves['big_arrays']['diffraction'], np.float64)[:, :64, :64] ** 2
+    np.testing.assert_allclose(saves['default']['held'], corner, rtol=2e-6, atol=1e-6)
