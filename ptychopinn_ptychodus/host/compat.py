@@ -31,14 +31,19 @@ def construct(cls: Any, values: Mapping[tuple[str, ...] | str, Any]) -> Any:
     The first candidate the host's class accepts is used; a value none of whose
     names it accepts is dropped (the host predates that field).
     """
-    accepted = set(parameter_names(cls))
+    return cls(**_accepted_keywords(cls, values))
+
+
+def _accepted_keywords(func: Any, values: Mapping[tuple[str, ...] | str, Any]) -> dict[str, Any]:
+    """Each value under the first of its candidate names that ``func`` accepts; the others dropped."""
+    accepted = set(parameter_names(func))
     kwargs: dict[str, Any] = {}
     for names, value in values.items():
         candidates = (names,) if isinstance(names, str) else names
         chosen = next((name for name in candidates if name in accepted), None)
         if chosen is not None:
             kwargs[chosen] = value
-    return cls(**kwargs)
+    return kwargs
 
 
 def quantity_keywords(func: Any, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,14 +52,9 @@ def quantity_keywords(func: Any, values: Mapping[str, Any]) -> dict[str, Any]:
     E.g. ``create_product(photon_energy_eV=...)`` in 1.7 is ``probe_energy_eV=`` in 1.5.1/1.6.0;
     a quantity the host has no keyword for is dropped, as :func:`construct` does.
     """
-    accepted = set(parameter_names(func))
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        candidates = BY_NAME[key].ptychodus if key in BY_NAME and BY_NAME[key].ptychodus else (key,)
-        chosen = next((name for name in candidates if name in accepted), None)
-        if chosen is not None:
-            kwargs[chosen] = value
-    return kwargs
+    named = {(BY_NAME[key].ptychodus if key in BY_NAME and BY_NAME[key].ptychodus else key): value
+             for key, value in values.items()}
+    return _accepted_keywords(func, named)
 
 
 def first_attr(obj: Any, names: Sequence[str], default: Any = None) -> Any:
