@@ -121,20 +121,20 @@ def gui() -> Iterator[Gui]:
 
 
 @dataclass
-class DialogRobot:
-    """Answers the modal dialogs Ptychodus opens, as a user would, from a QTimer."""
+class ModalRobot:
+    """Plays the user at Ptychodus's modal dialogs: a ``QTimer`` polls the active modal widget.
+
+    A file dialog is first prepared (the filter the user picks, the folder), then
+    answered on a later tick once :meth:`_ready` holds; subclasses say what else
+    they answer in :meth:`_answer_other` and record what they saw.
+    """
 
     file_path: Path
     name_filter: str
-    dataset_label: str
     timeout: float = 15.0
     seen_filters: list[str] = field(default_factory=list)
-    initial_filter: str = ''
-    listed_files: list[str] = field(default_factory=list)
-    disabled_files: list[str] = field(default_factory=list)
-    dataset_choices: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
-    dialog_shot: Path | None = None
+    done: bool = False  # set by the caller once the triggered slot has returned: polling stops
     _deadline: float = 0.0
     _prepared: Any = None
 
@@ -143,6 +143,8 @@ class DialogRobot:
         QTimer.singleShot(20, self._tick)
 
     def _tick(self) -> None:
+        if self.done:
+            return
         dialog = QApplication.activeModalWidget()
         if time.monotonic() > self._deadline:
             self.log.append(f'gave up; modal widget {type(dialog).__name__}')
@@ -150,44 +152,78 @@ class DialogRobot:
                 dialog.reject()
             return
         if isinstance(dialog, QFileDialog):
-            if self._file_dialog(dialog):
-                self.log.append('file dialog accepted')
-        elif isinstance(dialog, QInputDialog):
-            self.dataset_choices = list(dialog.comboBoxItems())
-            if self.dataset_label in self.dataset_choices:
-                dialog.setTextValue(self.dataset_label)
-                self.log.append(f'dataset {self.dataset_label!r} chosen')
-                dialog.accept()
-                return  # nothing further is modal
-            self.log.append(f'dataset {self.dataset_label!r} not offered: {self.dataset_choices}')
-            dialog.reject()
-            return
+            if self._prepared is not dialog:
+                self._prepared = dialog
+                self.seen_filters = list(dialog.nameFilters())
+                self._prepare(dialog)
+                dialog.selectNameFilter(self.name_filter)
+                dialog.setDirectory(str(self.file_path.parent))
+            else:
+                ready = self._ready(dialog)
+                dialog.findChild(QLineEdit, 'fileNameEdit').setText(self.file_path.name)  # the user types it
+                if ready and dialog.selectedFiles() == [str(self.file_path)]:
+                    self._accepting(dialog)
+                    dialog.accept()
+                    self.log.append('file dialog accepted')
+        elif dialog is not None and self._answer_other(dialog):
+            return  # nothing further is modal
         QTimer.singleShot(20, self._tick)
 
-    def _file_dialog(self, dialog: QFileDialog) -> bool:
-        if self._prepared is not dialog:
-            self._prepared = dialog
-            self.seen_filters = list(dialog.nameFilters())
-            self.initial_filter = dialog.selectedNameFilter()
-            dialog.selectNameFilter(self.name_filter)
-            dialog.setDirectory(str(self.file_path.parent))
-            return False
+    def _prepare(self, dialog: QFileDialog) -> None:
+        """Record what the dialog offered before the user changes anything."""
+
+    def _ready(self, dialog: QFileDialog) -> bool:
+        """Whether the user would press the button now."""
+        return True
+
+    def _accepting(self, dialog: QFileDialog) -> None:
+        """Just before the dialog is accepted."""
+
+    def _answer_other(self, dialog: QWidget) -> bool:
+        """Answer a modal widget that is not a file dialog; True when the robot is finished."""
+        return False
+
+
+@dataclass
+class DialogRobot(ModalRobot):
+    """The open dialogs: our filter, the file once the dialog lists it, then the dataset to open."""
+
+    dataset_label: str = ''
+    initial_filter: str = ''
+    listed_files: list[str] = field(default_factory=list)
+    disabled_files: list[str] = field(default_factory=list)
+    dataset_choices: list[str] = field(default_factory=list)
+    dialog_shot: Path | None = None
+
+    def _prepare(self, dialog: QFileDialog) -> None:
+        self.initial_filter = dialog.selectedNameFilter()
+
+    def _ready(self, dialog: QFileDialog) -> bool:
         # Wait until the dialog's own file list, filtered by our glob, shows the file.
+        from PyQt5.QtCore import Qt
+
         view = dialog.findChild(QListView, 'listView')
         model = view.model()
         root = view.rootIndex()
         rows = [model.index(r, 0, root) for r in range(model.rowCount(root))]
         self.listed_files = [str(index.data()) for index in rows]
-        from PyQt5.QtCore import Qt
-
         self.disabled_files = [str(i.data()) for i in rows if not (i.flags() & Qt.ItemFlag.ItemIsEnabled)]
-        if self.file_path.name not in self.listed_files:
-            return False
-        dialog.findChild(QLineEdit, 'fileNameEdit').setText(self.file_path.name)  # the user types it
-        if dialog.selectedFiles() != [str(self.file_path)]:
-            return False
+        return self.file_path.name in self.listed_files
+
+    def _accepting(self, dialog: QFileDialog) -> None:
         self.dialog_shot = _save_grab(dialog, 'gui_open_dialog.png')  # for the GUI how-to
-        dialog.accept()
+
+    def _answer_other(self, dialog: QWidget) -> bool:
+        if not isinstance(dialog, QInputDialog):
+            return False
+        self.dataset_choices = list(dialog.comboBoxItems())
+        if self.dataset_label in self.dataset_choices:
+            dialog.setTextValue(self.dataset_label)
+            self.log.append(f'dataset {self.dataset_label!r} chosen')
+            dialog.accept()
+        else:
+            self.log.append(f'dataset {self.dataset_label!r} not offered: {self.dataset_choices}')
+            dialog.reject()
         return True
 
 

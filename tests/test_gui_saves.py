@@ -30,7 +30,6 @@ import os
 
 os.environ['QT_QPA_PLATFORM'] = 'offscreen'  # before any Qt import
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +37,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
-from test_gui import Gui, _action, diffraction_view
+from PyQt5.QtWidgets import QFileDialog, QMessageBox, QWidget
+from test_gui import Gui, ModalRobot, _action, diffraction_view
 from test_gui import gui as gui  # noqa: F401 - the module-scoped real main window (as __main__ builds it)
 from test_training_data import assert_ptychopinn_loads
 
@@ -62,54 +60,23 @@ BAD = ([0, 9, 12, 20, 23, 31], [0, 8, 15, 11, 23, 2])
 
 
 @dataclass
-class SaveRobot:
-    """Answers Ptychodus's Save dialog as a user would: our filter, a typed name, Save."""
+class SaveRobot(ModalRobot):
+    """Ptychodus's Save dialog as a user answers it: our filter, a typed name, Save; writer errors kept."""
 
-    file_path: Path
-    name_filter: str
-    timeout: float = 15.0
-    seen_filters: list[str] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-    done: bool = False  # set once the triggered slot has returned: the robot stops
-    _deadline: float = 0.0
-    _prepared: Any = None
 
-    def start(self) -> None:
-        self._deadline = time.monotonic() + self.timeout
-        QTimer.singleShot(20, self._tick)
+    def _prepare(self, dialog: QFileDialog) -> None:
+        self.captions.append(dialog.windowTitle())
 
-    def _tick(self) -> None:
-        if self.done:
-            return
-        dialog = QApplication.activeModalWidget()
-        if time.monotonic() > self._deadline:
-            self.log.append(f'gave up; modal widget {type(dialog).__name__}')
-            if dialog is not None and hasattr(dialog, 'reject'):
-                dialog.reject()
-            return
-        if isinstance(dialog, QFileDialog):
-            if self._file_dialog(dialog):
-                self.log.append('save dialog accepted')  # a writer error comes as a modal message next
-        elif isinstance(dialog, QMessageBox):  # Ptychodus's ExceptionDialog for a writer error
+    def _ready(self, dialog: QFileDialog) -> bool:
+        return dialog.selectedNameFilter() == self.name_filter
+
+    def _answer_other(self, dialog: QWidget) -> bool:
+        if isinstance(dialog, QMessageBox):  # Ptychodus's ExceptionDialog for a writer error
             self.errors.append(f'{dialog.text()} {dialog.informativeText()}')
             dialog.reject()
-        QTimer.singleShot(20, self._tick)
-
-    def _file_dialog(self, dialog: QFileDialog) -> bool:
-        if self._prepared is not dialog:
-            self._prepared = dialog
-            self.captions.append(dialog.windowTitle())
-            self.seen_filters = list(dialog.nameFilters())
-            dialog.selectNameFilter(self.name_filter)
-            dialog.setDirectory(str(self.file_path.parent))
-            return False
-        dialog.findChild(QLineEdit, 'fileNameEdit').setText(self.file_path.name)  # the user types it
-        if dialog.selectedFiles() != [str(self.file_path)] or dialog.selectedNameFilter() != self.name_filter:
-            return False
-        dialog.accept()
-        return True
+        return False  # a writer error may follow the accepted dialog: keep watching
 
 
 def _sample(folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
@@ -246,7 +213,7 @@ def test_both_dialogs_offered_our_filter_and_it_was_chosen(saves: dict[str, Any]
     assert product_robot.seen_filters == [p.display_name for p in registry.product_file_writers]
     for robot in (diffraction_robot, product_robot):
         assert robot.seen_filters.count(OUR_FILTER) == 1
-        assert robot.log[0] == 'save dialog accepted', robot.log
+        assert robot.log[0] == 'file dialog accepted', robot.log
     assert type(registry.diffraction_file_writers.get_current_plugin().strategy) is plugin.NPZDiffractionFileWriter
     assert type(registry.product_file_writers.get_current_plugin().strategy) is plugin.NPZProductFileWriter
 
