@@ -33,6 +33,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 
 from ..facts.errors import InvalidInputError, OutputError
+from ..safeio.atomic import make_fresh
 from ..safeio.blocks import CORRUPT_ERRORS, crc32, pread_into, read_into
 from ..safeio.untrusted import check_regular_file
 
@@ -417,13 +418,14 @@ def write_npz(
 
     Parameters
     ----------
-    path: the file to write (normally the temporary file of ``atomic_output``).
+    path: the file to write (normally the temporary file of ``atomic_output``); replaced
+        (see :func:`make_fresh`).
     arrays: member name (without ``.npy``) -> array, or a :class:`StreamedArray`.
     compress: deflate every member (default: stored, memory-mappable).
     """
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     try:
-        with zipfile.ZipFile(path, 'w', compression=method, allowZip64=True) as archive:
+        with zipfile.ZipFile(make_fresh(path), 'x', compression=method, allowZip64=True) as archive:
             for key, value in arrays.items():
                 with archive.open(f'{key}.npy', 'w', force_zip64=True) as member:
                     if isinstance(value, StreamedArray):

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from ..facts.errors import InvalidInputError
 from ..facts.geometry import ObjectGrid
 from ..facts.quantities import BY_NAME, Place, in_place
+from ..safeio.atomic import make_fresh
 from ..safeio.untrusted import check_untrusted_h5
 
 RAW_GROUP = 'raw_data'
@@ -94,9 +95,9 @@ def create_h5(path: Path) -> h5py.File:
 
     libhdf5 grows its metadata cache (up to 32 MB) with the chunk index of a
     large stack; our writes only ever append, so 4 MB keeps peak memory flat
-    however many chunks a stack has.
+    however many chunks a stack has. ``path`` is replaced (see :func:`make_fresh`).
     """
-    h5 = h5py.File(path, 'w')
+    h5 = h5py.File(make_fresh(path), 'x')
     config = h5.id.get_mdc_config()
     config.set_initial_size = True
     config.initial_size = 2 << 20

@@ -24,6 +24,21 @@ logger = logging.getLogger(__name__)
 TEMP_SUFFIX = '.ptychopinn-tmp'
 
 
+def make_fresh(path: str | os.PathLike[str]) -> Path:
+    """Remove the (normally empty, reserved) file at ``path`` so that its writer creates it anew.
+
+    Writers then open exclusively (h5py and zipfile mode ``'x'``): a name that
+    reappears meanwhile is an error, never overwritten. Why not truncate the
+    reserved file instead: ext4 (``auto_da_alloc``) writes out a file that was
+    truncated on opening when it is closed -- measured 0.2 s for 0.5 GB with a bare
+    write and 0.6 s in h5py's close, time a new file does not cost (it is written
+    back later, or by the fsync before publishing, which overlaps the copy).
+    """
+    target = Path(path)
+    target.unlink(missing_ok=True)
+    return target
+
+
 def check_destination(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Refuse destinations we could not (or must not) replace, before any work."""
     dest = Path(path)
