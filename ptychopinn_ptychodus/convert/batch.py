@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
+import sys
 import urllib.parse
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..facts.errors import PtychoPINNError, RunError
 from ..facts.quantities import ExportMeta
 from ..safeio.atomic import describe_os_error
 from ..safeio.cancellation import request_interrupt
 from .export import ExportOptions, export_product
+
+if TYPE_CHECKING:  # the process pool module (multiprocessing, sockets) is imported when a pool is made
+    from concurrent.futures import ProcessPoolExecutor
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def convert_many(
         except BaseException as exc:
             for future in futures:
                 future.cancel()
-            if isinstance(pool, ProcessPoolExecutor):
+            if _is_process_pool(pool):
                 _stop_workers(pool, getattr(exc, 'signum', signal.SIGINT))
             raise
 
@@ -137,9 +140,14 @@ def _default_executor(executor: Executor | None, jobs: int) -> Iterator[Executor
     if executor is not None:
         yield executor
         return
-    workers = max(1, min(jobs, os.cpu_count() or 1))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals) as pool:
+    with local_pool(max(1, min(jobs, os.cpu_count() or 1))) as pool:
         yield pool
+
+
+def _is_process_pool(pool: Executor) -> TypeGuard[ProcessPoolExecutor]:
+    # a process pool exists only if its module was imported (by us or by the caller)
+    process = sys.modules.get('concurrent.futures.process')
+    return process is not None and isinstance(pool, process.ProcessPoolExecutor)
 
 
 def _stop_workers(pool: ProcessPoolExecutor, signum: int) -> None:
@@ -169,6 +177,8 @@ def _worker_signals() -> None:
 
 def local_pool(workers: int) -> ProcessPoolExecutor:
     """The process pool the CLI's ``--jobs`` uses (workers stop cleanly on signals)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     return ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
 
 
@@ -207,6 +217,8 @@ def _check_reachable(address: str, timeout_s: float) -> None:
     parsed = urllib.parse.urlsplit(address if '://' in address else f'tcp://{address}')
     if parsed.scheme != 'tcp' or parsed.hostname is None or parsed.port is None:
         return  # other transports: let Dask decide
+    import socket
+
     try:
         with socket.create_connection((parsed.hostname, parsed.port), timeout=min(timeout_s, 5.0)):
             pass
