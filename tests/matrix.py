@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / 'tests'
 VENVS = Path(os.environ.get('MATRIX_VENVS', ROOT / '.venvs'))
 TEST_TOOLS = ['pytest>=8', 'hypothesis>=6']
+#: Our [dask] extra, so the batch export runs on a real LocalCluster next to each older host too.
+DASK = 'dask[distributed]>=2024.1'
 #: What runs where: the plugin promises on older hosts, the core and CLI on newer Pythons.
 HOST_TESTS = ['test_hosts.py', 'test_plugin_startup.py', 'test_plugin_registry.py', 'test_plugin_doctor.py',
               'test_training_data.py', 'test_training_batch.py',
@@ -61,8 +63,8 @@ class Env:
 
 ENVS = {
     'hosts': [
-        Env('ptychodus-1.5.1', '3.11', ('ptychodus==1.5.1', *TEST_TOOLS), tuple(HOST_TESTS), '1.5.1'),
-        Env('ptychodus-1.6.0', '3.11', ('ptychodus==1.6.0', *TEST_TOOLS), tuple(HOST_TESTS), '1.6.0'),
+        Env('ptychodus-1.5.1', '3.11', ('ptychodus==1.5.1', DASK, *TEST_TOOLS), tuple(HOST_TESTS), '1.5.1'),
+        Env('ptychodus-1.6.0', '3.11', ('ptychodus==1.6.0', DASK, *TEST_TOOLS), tuple(HOST_TESTS), '1.6.0'),
     ],
     # the real Qt main window on the older hosts (ptychodus[gui] pulls PyQt5 wheels)
     'hosts-gui': [
@@ -79,7 +81,7 @@ ENVS = {
         Env('ptychi', '3.11', ('ptychodus[ptychi]==1.7.0', 'matplotlib', *TEST_TOOLS), ('physics',), '1.7.0'),
     ],
     'sdist': [
-        Env('sdist', '3.11', ('ptychodus[gui]==1.7.0', 'dask[distributed]>=2024.1', 'matplotlib', *TEST_TOOLS),
+        Env('sdist', '3.11', ('ptychodus[gui]==1.7.0', DASK, 'matplotlib', *TEST_TOOLS),
             ('test_*.py',), '1.7.0'),
     ],
 }
