@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 
@@ -53,6 +54,8 @@ def assert_ptychopinn_loads(path: Path) -> dict[str, np.ndarray]:
     stack = arrays['diff3d']
     assert stack.ndim == 3 and stack.shape[0] == m and stack.shape[1] == stack.shape[2]
     assert arrays['probeGuess'].ndim == 2 and np.iscomplexobj(arrays['probeGuess'])
+    # train_cdi_model multiplies the probe by a pattern-sized mask (seen failing by hand at 32 vs 64)
+    assert arrays['probeGuess'].shape == stack.shape[1:]
     assert arrays['objectGuess'].ndim == 2
     with NpzArchive(path) as archive:
         assert archive.info('_metadata').is_object  # 0-d object array, as PtychoPINN writes it
@@ -62,8 +65,14 @@ def assert_ptychopinn_loads(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _ptychodus_files(tmp_path: Path, **sim: Any) -> tuple[Path, Path, dict[str, np.ndarray]]:
-    """Our simulated NPZ -> Ptychodus (our readers) -> Ptychodus's own CXI and HDF5 product writers."""
+def _ptychodus_files(
+    tmp_path: Path, *, reconstructed_px: int | None = None, **sim: Any
+) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """Our simulated NPZ -> Ptychodus (our readers) -> Ptychodus's own CXI and HDF5 product writers.
+
+    ``reconstructed_px``: the product stands for a reconstruction from patterns cropped to
+    that size, so its probe is that size (the centre of the simulated probe).
+    """
     source = tmp_path / 'sim.npz'
     arrays = write_sample(source, **{**SIM, **sim})
     cxi, product_h5 = tmp_path / 'patterns.cxi', tmp_path / 'product.h5'
@@ -76,6 +85,13 @@ def _ptychodus_files(tmp_path: Path, **sim: Any) -> tuple[Path, Path, dict[str, 
         core.run_tasks()
         core.diffraction_core.diffraction_api.save_patterns(cxi, 'CXI', dataset_index=dataset.get_dataset_index())
         product.save_product(product_h5, file_type='HDF5')
+    if reconstructed_px is not None:
+        with h5py.File(product_h5, 'r+') as h5:
+            probe, attrs = h5['probe'][()], dict(h5['probe'].attrs)
+            lo = (probe.shape[-1] - reconstructed_px) // 2
+            del h5['probe']
+            h5['probe'] = probe[..., lo : lo + reconstructed_px, lo : lo + reconstructed_px]
+            h5['probe'].attrs.update(attrs)
     return cxi, product_h5, arrays
 
 
@@ -121,7 +137,7 @@ def test_export_reopened_puts_probes_on_same_object_pixels(tmp_path: Path) -> No
 
 def test_counts_modes_and_crop(tmp_path: Path) -> None:
     """Counts on request (declared), first probe mode with a recorded note, centred explicit crop."""
-    cxi, product_h5, original = _ptychodus_files(tmp_path, probe_modes=2)
+    cxi, product_h5, original = _ptychodus_files(tmp_path, probe_modes=2, reconstructed_px=16)
     out = tmp_path / 'train.npz'
     report = export_training_data(
         TrainingSources(cxi, product=product_h5, product_reader='HDF5'), out, counts=True, keep_probe_modes=True, crop_px=16
@@ -133,8 +149,26 @@ def test_counts_modes_and_crop(tmp_path: Path) -> None:
     meta: Any = got['_metadata']
     assert meta['measurement_domain'] == 'count_intensity'
     assert any('2 modes' in note for note in report.notes)
-    np.testing.assert_array_equal(got['probe_modes'][1], original['probeGuess'][1])
+    np.testing.assert_array_equal(got['probe_modes'][1], original['probeGuess'][1, 8:24, 8:24])
     assert 'rows 8:24, cols 8:24' in meta['provenance']['crop']
+
+
+def test_crop_with_a_product_not_reconstructed_at_it_is_refused(tmp_path: Path) -> None:
+    """Cropped 16 px patterns with the 32 px probe of the uncropped product: one line, no file.
+
+    Such a file loads with ``RawData.from_file``, and PtychoPINN's training set-up then
+    fails multiplying a 16 px mask by the 32 px probe (seen by hand with PtychoPINN at
+    712c23f, 32 vs 64 px): the pairing is refused where it is made.
+    """
+    cxi, product_h5, _ = _ptychodus_files(tmp_path)
+    out = tmp_path / 'train.npz'
+    with pytest.raises(InvalidInputError) as refused:
+        export_training_data(TrainingSources(cxi, product=product_h5, product_reader='HDF5'), out, crop_px=16)
+    assert str(refused.value) == (
+        f'{out}: the probe is 32x32 but the patterns are 16x16; PtychoPINN needs probeGuess at the '
+        'pattern size: use a product reconstructed at this crop (or no --crop)'
+    )
+    assert not out.exists() and list(tmp_path.glob('.train.npz.*')) == []
 
 
 def test_reader_choice_is_explicit_when_ambiguous(tmp_path: Path, registry: Any) -> None:
@@ -265,7 +299,7 @@ def test_tike_siemens_star_positions(tmp_path: Path, shared_data: Path) -> None:
 
 def test_bad_pixels_file_is_cropped_with_the_patterns(tmp_path: Path) -> None:
     """A mask read by Ptychodus's NPY bad-pixels reader comes out at the cropped pattern shape."""
-    cxi, product_h5, _ = _ptychodus_files(tmp_path)
+    cxi, product_h5, _ = _ptychodus_files(tmp_path, reconstructed_px=16)
     mask = np.zeros((32, 32), dtype=bool)
     mask[[0, 10, 20, 23], [0, 12, 9, 23]] = True  # (0, 0) lies outside the centred 16x16 crop
     mask_path = tmp_path / 'mask.npy'

@@ -106,6 +106,12 @@ def _add_io_arguments(io: argparse._ArgumentGroup) -> None:
     io.add_argument('--output-npz', type=Path, metavar='NPZ', help='reverse direction: NPZ to write')
     io.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     io.add_argument(
+        '--fsync',
+        action='store_true',
+        help='wait until each output is on disk before publishing it (survives a power cut; '
+        'costs the disk write time). Outputs are atomic either way',
+    )
+    io.add_argument(
         '--inspect', action='store_true', help='print what was found and what would be written; write nothing'
     )
 
@@ -293,6 +299,7 @@ def _export_options(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     return {
         'include_raw': args.include_diffraction,
         'overwrite': args.overwrite,
+        'fsync': args.fsync,
         'domain': None if args.diffraction_domain == 'auto' else args.diffraction_domain,
         'positions': args.positions or 'actual',
         'layout': None if args.layout == 'auto' else args.layout,
@@ -459,6 +466,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             args.input_product,
             args.output_npz,
             overwrite=args.overwrite,
+            fsync=args.fsync,
             check_terminates=True,
             position_convention=args.position_convention,
         )

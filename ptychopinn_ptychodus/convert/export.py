@@ -76,6 +76,8 @@ class ExportOptions:
     object_placement: ``'stitched'``, ``'tike'``, ``'ptychi'`` or ``'dataset'``; ``None`` decides.
     stitch_crop_size: ``M`` PtychoPINN stitched with (``--stitch-crop-size``, default 20).
     tike_extra_padding: the tike script's ``--extra-padding`` (default 64).
+    fsync: have the outputs on disk before they are published (the CLI's ``--fsync``;
+        see :mod:`ptychopinn_ptychodus.safeio.atomic`: off, the publish is still atomic).
     """
 
     include_raw: bool | None = None
@@ -95,6 +97,7 @@ class ExportOptions:
     object_placement: str | None = None
     stitch_crop_size: int | None = None
     tike_extra_padding: int | None = None
+    fsync: bool = False
 
     @classmethod
     def build(cls, options: ExportOptions | None, overrides: dict[str, Any]) -> ExportOptions:
@@ -216,7 +219,8 @@ def export_dataset(
     stacks = (output_product is not None and bundle) + (opts.diffraction_output is not None)
     update = opts.progress(info.num_patterns * stacks) if opts.progress and info and stacks else None
     dests = [dest for dest in (output_product, opts.diffraction_output) if dest is not None]
-    with atomic_outputs(dests, overwrite=opts.overwrite) as temps:  # published together or not at all
+    # published together or not at all
+    with atomic_outputs(dests, overwrite=opts.overwrite, fsync=opts.fsync) as temps:
         if output_product is not None:
             assert product is not None
             _write_product_file(temps[0], dataset, product, bundle=bundle, opts=opts, progress=update)
@@ -461,6 +465,7 @@ def _write_bundled_stack(
         compression=opts.compression,
         level=opts.compression_level,
         progress=progress,
+        writeback=opts.fsync,
     )
     stack.attrs.update(
         {
@@ -500,6 +505,7 @@ def _write_diffraction_file(
             compression=opts.compression,
             level=opts.compression_level,
             progress=progress,
+            writeback=opts.fsync,
         )
         for quantity in in_place('patterns'):
             for attr in quantity.attrs:

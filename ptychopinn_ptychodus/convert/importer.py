@@ -57,6 +57,7 @@ def import_product(
     tolerance_px: float = 1e-6,
     check_terminates: bool = False,
     position_convention: PositionConvention | str | None = None,
+    fsync: bool = False,
 ) -> ImportReport:
     """Turn a product HDF5 (with or without ``/raw_data``) back into a PtychoPINN NPZ.
 
@@ -70,6 +71,7 @@ def import_product(
     check_terminates: first walk the file's metadata in a watchdog child (the CLI sets it).
     position_convention: how to write ``xcoords`` (see :mod:`geometry`); ``None``: as the
         product's source had them (recorded by our exporter), else ``'ptychopinn'``.
+    fsync: have the NPZ on disk before it is published (see :mod:`..safeio.atomic`).
     """
     check_destination(output_npz, overwrite=overwrite)
     path = Path(product_path)
@@ -84,7 +86,7 @@ def import_product(
             convention=position_convention,
         )
         notes += more
-        with atomic_output(output_npz, overwrite=overwrite) as tmp:
+        with atomic_output(output_npz, overwrite=overwrite, fsync=fsync) as tmp:
             write_npz(tmp, arrays)
     for note in notes:
         logger.warning('%s: %s', path.name, note)

@@ -122,8 +122,12 @@ def write_pattern_stack(
     level: int | None,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    writeback: bool = False,
 ) -> h5py.Dataset:
     """Write an (M, N, N) stack from in-order (start, block) pairs, never holding it whole.
+
+    ``writeback``: the file will be fsynced before it is published, so an
+    uncompressed stack's write-back is started block by block (see :class:`_Writeback`).
 
     gzip chunks are shuffled and deflated on every core and written with
     ``write_direct_chunk``; the dataset declares the standard shuffle + deflate
@@ -136,7 +140,7 @@ def write_pattern_stack(
     sample = None if first is None else np.asarray(first[1], dtype=dtype)
     options = dataset_options(compression, level, shape, np.dtype(dtype), sample)
     if not options:
-        return _write_contiguous(parent, name, shape, np.dtype(dtype), blocks, progress)
+        return _write_contiguous(parent, name, shape, np.dtype(dtype), blocks, progress, writeback)
     dset = parent.create_dataset(name, shape=shape, dtype=dtype, **options)
     if compression == 'gzip':
         _write_gzip_chunks(dset, blocks, options, progress, workers)
@@ -156,6 +160,7 @@ def _write_contiguous(
     dtype: np.dtype[Any],
     blocks: Iterable[tuple[int, np.ndarray]],
     progress: Callable[[int], None] | None,
+    writeback: bool,
 ) -> h5py.Dataset:
     """An uncompressed stack: its storage allocated up front, the blocks written there with ``pwrite``.
 
@@ -175,7 +180,7 @@ def _write_contiguous(
     row_bytes = math.prod(shape[1:]) * dtype.itemsize
     offset = dset.id.get_offset() if dset.size else None
     fd = dset.file.id.get_vfd_handle() if offset is not None else None
-    writeback = _Writeback(fd if isinstance(fd, int) else None)
+    hints = _Writeback(fd if writeback and isinstance(fd, int) else None)
     for start, block in blocks:
         raise_if_interrupted()
         count = int(block.shape[0])
@@ -187,7 +192,7 @@ def _write_contiguous(
             assert isinstance(fd, int) and offset is not None
             position = offset + start * row_bytes
             _pwrite_all(fd, byte_view(block), position)
-            writeback.start(position, count * row_bytes)
+            hints.start(position, count * row_bytes)
         else:
             dset[start : start + count] = block
         if progress is not None:
@@ -205,7 +210,7 @@ def _pwrite_all(fd: int, data: memoryview, position: int) -> None:
 class _Writeback:
     """Start the kernel's write-back of each block of a contiguous stack as soon as it is written.
 
-    Our outputs are fsynced before they are published, and on its own that fsync
+    When an output is to be fsynced before it is published, on its own that fsync
     (and ext4's flush when a truncated file is closed) wrote the whole stack out
     only at the end -- 0.3 s for 0.5 GB here, after all reading and writing. Asking
     for the write-back of each block right away (``POSIX_FADV_DONTNEED`` starts it
