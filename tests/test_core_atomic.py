@@ -212,3 +212,41 @@ def test_published_product_is_complete(sample_npz, tmp_path):
         for name in ('probe', 'object', 'probe_position_indexes', 'probe_position_x_m', 'probe_position_y_m',
                      'raw_data/diffraction'):
             assert name in h5, name
+
+
+def _watch_fsync(monkeypatch) -> list[str]:
+    """Record the file behind every ``os.fsync`` (the real fsync still runs)."""
+    import os
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f'/proc/self/fd/{fd}'))
+        real(fd)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    return synced
+
+
+@pytest.mark.parametrize('asked', [False, True])
+def test_fsync_only_when_asked_and_before_the_rename(sample_npz, tmp_path, monkeypatch, asked):
+    """``--fsync``: every output is fsynced while it still has its temporary name; by default none is."""
+    from ptychopinn_ptychodus.cli.convert import main
+
+    src, _ = sample_npz()
+    product, diffraction, back = tmp_path / 'p.h5', tmp_path / 'd.h5', tmp_path / 'back.npz'
+    synced = _watch_fsync(monkeypatch)
+    flag = ['--fsync'] if asked else []
+    assert main(['--input-npz', str(src), '--output-product', str(product),
+                 '--output-diffraction', str(diffraction), '--quiet', *flag]) == 0
+    assert main(['--input-product', str(product), '--output-npz', str(back), '--quiet', *flag]) == 0
+    if not asked:
+        assert synced == []
+    else:
+        names = [name.rsplit('/', 1)[-1] for name in synced]
+        assert len(names) == 3 and all(n.endswith('.ptychopinn-tmp') for n in names), names
+        assert [n.split('.')[1] for n in names] == ['p', 'd', 'back']  # .<dest name>.<random>.ptychopinn-tmp
+    for path in (product, diffraction, back):
+        assert path.exists()
+    assert_no_temp_files(tmp_path)
