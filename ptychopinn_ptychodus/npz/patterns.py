@@ -22,7 +22,7 @@ import numpy as np
 
 from ..facts.errors import InvalidInputError
 from ..facts.stack import DiffractionInfo, Layout
-from ..safeio.blocks import CORRUPT_ERRORS, BackgroundCrc, byte_view, pread_into, read_into
+from ..safeio.blocks import CORRUPT_ERRORS, MAPPED_FILES, BackgroundCrc, byte_view, pread_into, read_into
 from .archive import NpzArchive
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ class NpzPatternReader:
         self._stream = self._spool = self._direct = None
 
     def _unmap(self) -> None:
+        if self._mapped is not None:
+            MAPPED_FILES.remove(self._mapped)
         self._mapped = None
         if self._map is not None:
             try:
@@ -191,6 +193,7 @@ class NpzPatternReader:
         count = math.prod(member.shape)
         flat = np.frombuffer(self._map, dtype=member.dtype, count=count, offset=offset)
         self._mapped = flat.reshape(member.shape)
+        MAPPED_FILES.add(self._mapped, handle.fileno(), offset)  # NHW blocks: copied in the kernel
         return self._mapped
 
     def _member_bytes(self) -> memoryview | None:

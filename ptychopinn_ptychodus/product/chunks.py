@@ -24,7 +24,7 @@ try:  # zlib-ng: the same zlib streams, about twice as fast
 except ImportError:  # pragma: no cover - optional speed-up
     import zlib as _zlib  # type: ignore[no-redef]
 
-from ..safeio.blocks import byte_view
+from ..safeio.blocks import MAPPED_FILES, byte_view, copy_span
 from ..safeio.cancellation import raise_if_interrupted
 
 Compression = Literal['none', 'gzip', 'lzf']
@@ -166,12 +166,14 @@ def _write_contiguous(
 
     A contiguous dataset allocated at creation (``H5D_ALLOC_TIME_EARLY``, no fill
     value written) has a fixed byte range in the file; HDF5 never reads or writes
-    that range itself afterwards, so each block's bytes go straight from the
-    source (a mapped NPZ member: no copy in between) into it with one
-    ``pwrite``, which releases the GIL (the CRC thread runs meanwhile) and
-    skips h5py's per-write selection work. The result is an ordinary
-    contiguous dataset. A block that is not C-contiguous in the dataset's dtype
-    goes through h5py instead.
+    that range itself afterwards, so each block's bytes go straight there. A
+    block that is a view of a mapped file (a stored NPZ member, NHW) is copied
+    by the kernel (``copy_file_range``: no page of it passes through this
+    process); any other C-contiguous block in the dataset's dtype with one
+    ``pwrite``. Both release the GIL (the CRC thread runs meanwhile) and skip
+    h5py's per-write selection work. The result is an ordinary contiguous
+    dataset. A block that is not C-contiguous in the dataset's dtype goes
+    through h5py instead.
     """
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
@@ -181,6 +183,7 @@ def _write_contiguous(
     offset = dset.id.get_offset() if dset.size else None
     fd = dset.file.id.get_vfd_handle() if offset is not None else None
     hints = _Writeback(fd if writeback and isinstance(fd, int) else None)
+    in_kernel = True
     for start, block in blocks:
         raise_if_interrupted()
         count = int(block.shape[0])
@@ -191,7 +194,10 @@ def _write_contiguous(
         if direct:
             assert isinstance(fd, int) and offset is not None
             position = offset + start * row_bytes
-            _pwrite_all(fd, byte_view(block), position)
+            span = MAPPED_FILES.span(block) if in_kernel else None
+            if span is None or not copy_span(span[0], span[1], fd, position, block.nbytes):
+                in_kernel = span is None and in_kernel  # refused once: pwrite from here on
+                _pwrite_all(fd, byte_view(block), position)
             hints.start(position, count * row_bytes)
         else:
             dset[start : start + count] = block
