@@ -79,6 +79,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..facts.geometry import DEFAULT_CONVENTION, PositionConvention, patch_offset_px
+from ..facts.stack import probe_size_mismatch
 
 Status = str  # 'consistent' | 'inconclusive' | 'not applicable'
 CONSISTENT = 'consistent'
@@ -187,11 +188,9 @@ def applicable(
     modes = np.asarray(probe)
     if modes.ndim < 2:
         return 'the probe is not an image'
-    if modes.shape[-2:] != stack.shape[1:]:
-        return (
-            f'the probe is {modes.shape[-2]}x{modes.shape[-1]} but the patterns are '
-            f'{stack.shape[1]}x{stack.shape[2]}'
-        )
+    mismatch = probe_size_mismatch(modes.shape, (stack.shape[1], stack.shape[2]))
+    if mismatch is not None:
+        return mismatch
     image = np.asarray(obj)
     while image.ndim > 2 and image.shape[0] == 1:
         image = image[0]

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from .._version import __version__
 from ..facts.errors import InvalidInputError
 from ..facts.geometry import ObjectGrid, PositionMapping
-from ..facts.stack import Domain, convert_domain
+from ..facts.stack import Domain, convert_domain, probe_size_mismatch
 from ..npz.archive import StreamedArray, metadata_array, write_npz
 from ..safeio.atomic import atomic_output
 
@@ -161,13 +161,13 @@ def write_training_npz(
     arrays: dict[str, np.ndarray | StreamedArray] = {}
     probes = _probe_guess(data.probe, keep_probe_modes, notes)
     probe_hw = (int(probes['probeGuess'].shape[0]), int(probes['probeGuess'].shape[1]))
-    if probe_hw != (height, width):
-        # PtychoPINN multiplies every pattern-sized patch by probeGuess; a file that pairs them at
-        # different sizes loads (RawData does not check) and then fails, or trains wrong, later
+    mismatch = probe_size_mismatch(probe_hw, (height, width))
+    if mismatch is not None:
+        # such a file loads (RawData does not check) and then fails, or trains wrong, later
         raise InvalidInputError(
             dest,
-            f'the probe is {probe_hw[0]}x{probe_hw[1]} but the patterns are {height}x{width}; PtychoPINN '
-            'needs probeGuess at the pattern size: use a product reconstructed at this crop (or no --crop)',
+            f'{mismatch}; PtychoPINN needs probeGuess at the pattern size: use a product '
+            'reconstructed at this crop (or no --crop)',
         )
     obj = _object_guess(data.object, notes)
     if obj.shape != (data.grid.height_px, data.grid.width_px):

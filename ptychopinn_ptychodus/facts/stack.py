@@ -70,6 +70,20 @@ class DiffractionInfo:
         )
 
 
+def probe_size_mismatch(
+    probe_shape: tuple[int, ...], pattern_hw: tuple[int, int], probe_name: str = 'the probe'
+) -> str | None:
+    """``'<probe_name> is AxB but the patterns are CxD'``, or ``None`` when the sizes agree.
+
+    Ptychodus and PtychoPINN both multiply each pattern-sized patch by the probe
+    (its last two axes), so every reader and writer refuses a mismatch with this.
+    """
+    height, width = (int(n) for n in probe_shape[-2:])
+    if (height, width) == tuple(pattern_hw):
+        return None
+    return f'{probe_name} is {height}x{width} but the patterns are {pattern_hw[0]}x{pattern_hw[1]}'
+
+
 def whole_number_verdict(sample: np.ndarray) -> bool | None:
     """Do these values look like photon counts stored as floats?
 

@@ -35,6 +35,7 @@ from ..facts.stack import (
     Layout,
     convert_domain,
     pattern_axes,
+    probe_size_mismatch,
     whole_number_verdict,
 )
 from .patterns import PatternReader, Region
@@ -151,12 +152,11 @@ class PtychoPINNDataset:
         info = self.diffraction
         if self.probe is None or info is None:
             return None
-        probe_hw = tuple(int(n) for n in self.probe.shape[-2:])
-        if probe_hw == (info.height, info.width):
+        mismatch = probe_size_mismatch(self.probe.shape, (info.height, info.width), 'probeGuess')
+        if mismatch is None:
             return None
         return (
-            f'probeGuess is {probe_hw[0]}x{probe_hw[1]} but the patterns ({info.key}) are '
-            f'{info.height}x{info.width}: Ptychodus needs a probe of the pattern size (was the file '
+            f'{mismatch} ({info.key}): Ptychodus needs a probe of the pattern size (was the file '
             "binned by PtychoPINN's downsample_data_tool, which bins the probe but not a 'diffraction' "
             'stack?); bin or resample one of them to match'
         )

@@ -195,8 +195,10 @@ def _write_contiguous(
             assert isinstance(fd, int) and offset is not None
             position = offset + start * row_bytes
             span = MAPPED_FILES.span(block) if in_kernel else None
-            if span is None or not copy_span(span[0], span[1], fd, position, block.nbytes):
-                in_kernel = span is None and in_kernel  # refused once: pwrite from here on
+            copied = span is not None and copy_span(span[0], span[1], fd, position, block.nbytes)
+            if span is not None and not copied:
+                in_kernel = False  # the kernel refused this pair of files: pwrite from here on
+            if not copied:
                 _pwrite_all(fd, byte_view(block), position)
             hints.start(position, count * row_bytes)
         else:
@@ -217,8 +219,7 @@ class _Writeback:
     """Start the kernel's write-back of each block of a contiguous stack as soon as it is written.
 
     When an output is to be fsynced before it is published, on its own that fsync
-    (and ext4's flush when a truncated file is closed) wrote the whole stack out
-    only at the end -- 0.3 s for 0.5 GB here, after all reading and writing. Asking
+    wrote the whole stack out only at the end -- 0.3 s for 0.5 GB here, after all reading and writing. Asking
     for the write-back of each block right away (``POSIX_FADV_DONTNEED`` starts it
     without waiting) lets the disk work while the next blocks are read, so the final
     fsync finds little left to do.
